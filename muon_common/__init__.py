@@ -1,0 +1,31 @@
+"""Framework-free definitions shared by ``muon_torch`` and ``muon_jax``.
+
+Nothing here imports torch or jax: defaults, method names, Newton–Schulz
+coefficient tables, the axes description of stacked matrices, and the
+validation that both twins run so that they reject the same input with the
+same message.
+"""
+
+from muon_common._spec import (
+    CLIP_EPS,
+    DEFAULTS,
+    METHODS,
+    NS_COEFFICIENTS,
+    MatrixAxes,
+    Messages,
+    ns_coefficients,
+    resolve_matrix_axes,
+    validate_hyperparameters,
+)
+
+__all__ = [
+    "CLIP_EPS",
+    "DEFAULTS",
+    "METHODS",
+    "NS_COEFFICIENTS",
+    "MatrixAxes",
+    "Messages",
+    "ns_coefficients",
+    "resolve_matrix_axes",
+    "validate_hyperparameters",
+]

@@ -1,0 +1,175 @@
+"""Defaults, coefficient tables, axes handling and validation shared by both twins."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+#: Default hyperparameters of the reference algorithm (``lr`` has no default).
+DEFAULTS: dict[str, Any] = {
+    "beta": 0.9,
+    "weight_decay": 0.01,
+    "eps": 1e-8,
+    "ns_iters": 5,
+    "method": "ns",
+    "rms_scale": True,
+    "clip_grad_norm": None,
+}
+
+#: Added to the momentum norm when clipping, as in the reference:
+#: ``m <- m * clip / (||m|| + CLIP_EPS)`` whenever ``||m|| > clip``.
+CLIP_EPS = 1e-12
+
+#: Odd-polynomial Newton–Schulz methods, as per-step coefficients ``(a, b, c)`` of
+#: ``X <- a X + b (X X^T) X + c (X X^T)^2 X`` repeated at every step.
+#:
+#: ``ns`` is the reference: the seed computes ``G (G^T G + eps I)^(-1/2)`` with the
+#: coupled Newton–Schulz inverse square root, which in exact arithmetic is this
+#: cubic polar iteration on ``X0 = G / sqrt(tr(G^T G + eps I) + eps)``.
+NS_COEFFICIENTS: dict[str, tuple[float, float, float]] = {
+    "ns": (1.5, -0.5, 0.0),
+}
+
+#: Every accepted ``method`` string.
+METHODS: tuple[str, ...] = (*NS_COEFFICIENTS, "svd")
+
+
+class Messages:
+    """Error messages, formatted identically by both twins."""
+
+    LR = "Invalid {name}: {value!r}. It must be a positive number, e.g. {name}=0.02."
+    BETA = "Invalid beta: {value!r}. It must satisfy 0 <= beta < 1, e.g. beta=0.9."
+    WEIGHT_DECAY = (
+        "Invalid weight_decay: {value!r}. It must be >= 0; pass weight_decay=0.0 to turn "
+        "decay off."
+    )
+    EPS = "Invalid eps: {value!r}. It must be a positive number, e.g. eps=1e-8."
+    NS_ITERS = "Invalid ns_iters: {value!r}. It must be a positive int, e.g. ns_iters=5."
+    METHOD = "Invalid method: {value!r}. It must be one of {choices}."
+    CLIP = (
+        "Invalid clip_grad_norm: {value!r}. It must be a positive number, or None to "
+        "turn clipping off."
+    )
+    RMS_SCALE = "Invalid rms_scale: {value!r}. It must be True or False."
+    NEEDS_PARAMS = (
+        "muon: weight_decay={value!r} needs the current params: call "
+        "update(updates, state, params), or pass weight_decay=0.0."
+    )
+    ORTHOGONALIZE_NDIM = (
+        "orthogonalize needs a tensor of shape (..., m, n), got shape {shape}."
+    )
+    MATRIX_AXES = (
+        "Invalid matrix_axes {axes!r} for a parameter of shape {shape}: {why}. Give "
+        "MatrixAxes(rows=..., cols=...) with disjoint, in-range axes, or None for the "
+        "default rule (2-D parameters are matrices, others are RMS-scaled)."
+    )
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and not math.isnan(x)
+
+
+def validate_hyperparameters(
+    *,
+    lr: Any = None,
+    lr_name: str = "lr",
+    beta: Any,
+    weight_decay: Any,
+    eps: Any,
+    ns_iters: Any,
+    method: Any,
+    rms_scale: Any,
+    clip_grad_norm: Any,
+) -> None:
+    """Raise ``ValueError`` naming the first invalid hyperparameter.
+
+    ``lr=None`` skips the learning-rate check (used for schedules and for the
+    lr-free ``scale_by_muon``).
+    """
+    if lr is not None and not (_is_real(lr) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(Messages.LR.format(name=lr_name, value=lr))
+    if not (_is_real(beta) and 0.0 <= beta < 1.0):
+        raise ValueError(Messages.BETA.format(value=beta))
+    if not (_is_real(weight_decay) and weight_decay >= 0.0 and math.isfinite(weight_decay)):
+        raise ValueError(Messages.WEIGHT_DECAY.format(value=weight_decay))
+    if not (_is_real(eps) and eps > 0.0 and math.isfinite(eps)):
+        raise ValueError(Messages.EPS.format(value=eps))
+    if not (isinstance(ns_iters, numbers.Integral) and not isinstance(ns_iters, bool)
+            and int(ns_iters) >= 1):
+        raise ValueError(Messages.NS_ITERS.format(value=ns_iters))
+    if not (isinstance(method, str) and method in METHODS):
+        raise ValueError(Messages.METHOD.format(value=method, choices=", ".join(map(repr, METHODS))))
+    if not isinstance(rms_scale, bool):
+        raise ValueError(Messages.RMS_SCALE.format(value=rms_scale))
+    if clip_grad_norm is not None and not (
+        _is_real(clip_grad_norm) and clip_grad_norm > 0.0
+    ):
+        raise ValueError(Messages.CLIP.format(value=clip_grad_norm))
+
+
+def ns_coefficients(method: str, ns_iters: int) -> list[tuple[float, float, float]]:
+    """The per-step ``(a, b, c)`` coefficients of an iterative ``method``."""
+    return [NS_COEFFICIENTS[method]] * ns_iters
+
+
+Axes = int | Sequence[int]
+
+
+class MatrixAxes(NamedTuple):
+    """Which axes of a parameter form the matrix that is orthogonalised.
+
+    ``rows`` and ``cols`` are an axis or a sequence of axes (flattened in order);
+    every other axis is a batch axis, orthogonalised independently. A Flax
+    ``nn.scan`` stack ``(layers, in, out)`` is ``MatrixAxes(rows=1, cols=2)``; a
+    torch conv kernel ``(out, in, kh, kw)`` flattened to ``(out, in*kh*kw)`` is
+    ``MatrixAxes(rows=0, cols=(1, 2, 3))``.
+    """
+
+    rows: Axes = -2
+    cols: Axes = -1
+
+
+class ResolvedAxes(NamedTuple):
+    """Normalised, non-negative axes: ``batch + rows + cols`` is a permutation."""
+
+    batch: tuple[int, ...]
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+
+
+def _normalise(axes: Axes, ndim: int, spec: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    seq: tuple[Any, ...] = (axes,) if isinstance(axes, numbers.Integral) else tuple(axes)  # type: ignore[arg-type]
+    out = []
+    for a in seq:
+        if not isinstance(a, numbers.Integral) or not -ndim <= int(a) < ndim:
+            raise ValueError(
+                Messages.MATRIX_AXES.format(axes=spec, shape=shape, why=f"axis {a!r} is out of range")
+            )
+        out.append(int(a) % ndim)
+    if not out:
+        raise ValueError(Messages.MATRIX_AXES.format(axes=spec, shape=shape, why="an axis group is empty"))
+    return tuple(out)
+
+
+def resolve_matrix_axes(shape: Sequence[int], axes: MatrixAxes | None) -> ResolvedAxes | None:
+    """Resolve ``axes`` for a parameter of ``shape``; ``None`` means "not a matrix".
+
+    With ``axes=None`` the reference rule applies: a 2-D parameter is a matrix
+    (rows = axis 0, cols = axis 1), anything else is not.
+    """
+    shape = tuple(int(s) for s in shape)
+    ndim = len(shape)
+    if axes is None:
+        return ResolvedAxes((), (0,), (1,)) if ndim == 2 else None
+    if not isinstance(axes, MatrixAxes):
+        raise ValueError(Messages.MATRIX_AXES.format(axes=axes, shape=shape, why="it is not a MatrixAxes"))
+    if ndim < 2:
+        raise ValueError(Messages.MATRIX_AXES.format(axes=axes, shape=shape, why="a matrix needs at least 2 axes"))
+    rows = _normalise(axes.rows, ndim, axes, shape)
+    cols = _normalise(axes.cols, ndim, axes, shape)
+    if len(set(rows + cols)) != len(rows) + len(cols):
+        raise ValueError(Messages.MATRIX_AXES.format(axes=axes, shape=shape, why="rows and cols overlap"))
+    batch = tuple(a for a in range(ndim) if a not in rows + cols)
+    return ResolvedAxes(batch, rows, cols)
