@@ -1,0 +1,121 @@
+"""Shared inputs and runners: the same params and gradients through the oracle and both twins."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+import muon_jax
+import muon_torch
+from parity_tests.oracle import OracleMuon
+
+#: One parameter of every shape kind the reference distinguishes.
+SHAPES: dict[str, tuple[int, ...]] = {
+    "square": (12, 12),
+    "tall": (20, 8),
+    "wide": (8, 20),
+    "vector": (7,),
+    "scalar": (),
+    "stack3d": (3, 4, 5),
+}
+STEPS = 50
+LR = 0.02
+#: "active" is below the momentum norm of every matrix from the first step on
+#: (||0.1 g||_F >= 0.9 for these shapes), "inactive" is far above any momentum norm.
+CLIPS: dict[str, float | None] = {"off": None, "active": 0.3, "inactive": 1e3}
+
+
+def make_params(seed: int = 0, shapes: dict[str, tuple[int, ...]] = SHAPES) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(s) for k, s in shapes.items()}
+
+
+def make_grads(seed: int = 1, steps: int = STEPS,
+               shapes: dict[str, tuple[int, ...]] = SHAPES) -> list[dict[str, np.ndarray]]:
+    """Gradient sequence: a fixed direction plus noise, so momentum does not average out."""
+    rng = np.random.default_rng(seed)
+    drift = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    return [{k: 0.5 * drift[k] + rng.standard_normal(s) for k, s in shapes.items()} for _ in range(steps)]
+
+
+def grid() -> Iterator[dict[str, Any]]:
+    """Every combination the parity suite covers."""
+    for method, rms_scale, clip, wd, beta in itertools.product(
+        ("ns", "svd"), (True, False), CLIPS, (0.0, 0.1), (0.0, 0.9)
+    ):
+        yield dict(method=method, rms_scale=rms_scale, clip_grad_norm=CLIPS[clip], weight_decay=wd, beta=beta,
+                   _id=f"{method}-rms{int(rms_scale)}-clip_{clip}-wd{wd}-beta{beta}")
+
+
+def hyper(config: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's keyword arguments in ``config`` (``_id`` and oracle-only keys dropped)."""
+    return {k: v for k, v in config.items() if not k.startswith("_") and k != "matrix_axes"}
+
+
+Result = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]  # params, momentum
+
+
+def run_oracle(config: dict[str, Any], params: dict[str, np.ndarray],
+               grads: list[dict[str, np.ndarray]]) -> Result:
+    p = {k: v.astype(np.float64).copy() for k, v in params.items()}
+    opt = OracleMuon(lr=LR, matrix_axes=config.get("matrix_axes", {}), **hyper(config))
+    for g in grads:
+        opt.step(p, g)
+    return p, opt.momentum
+
+
+def run_torch(config: dict[str, Any], params: dict[str, np.ndarray], grads: list[dict[str, np.ndarray]],
+              dtype: np.dtype, make_optimizer: Callable[..., torch.optim.Optimizer] | None = None) -> Result:
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
+    p = {k: torch.nn.Parameter(torch.tensor(v, dtype=tdtype)) for k, v in params.items()}
+    make = make_optimizer or (lambda ps, **kw: muon_torch.Muon(ps, lr=LR, **kw))
+    opt = make(list(p.values()), **hyper(config))
+    for g in grads:
+        for k, t in p.items():
+            t.grad = torch.tensor(g[k], dtype=tdtype)
+        opt.step()
+    momentum = {k: opt.state[t]["momentum_buffer"].numpy().copy() for k, t in p.items()}
+    return {k: t.detach().numpy().copy() for k, t in p.items()}, momentum
+
+
+def run_jax(config: dict[str, Any], params: dict[str, np.ndarray], grads: list[dict[str, np.ndarray]],
+            dtype: np.dtype, tx: optax.GradientTransformation | None = None, jit: bool = True) -> Result:
+    tx = tx or muon_jax.muon(LR, **hyper(config))
+    p = {k: jnp.asarray(v, dtype=dtype) for k, v in params.items()}
+    state = tx.init(p)
+
+    def step(p: Any, state: Any, g: Any) -> tuple[Any, Any]:
+        updates, state = tx.update(g, state, p)
+        return optax.apply_updates(p, updates), state
+
+    step_fn = jax.jit(step) if jit else step
+    for g in grads:
+        p, state = step_fn(p, state, {k: jnp.asarray(v, dtype=dtype) for k, v in g.items()})
+    inner = state[0] if isinstance(state, tuple) and not hasattr(state, "momentum") else state
+    momentum = inner.momentum
+    return {k: np.asarray(v) for k, v in p.items()}, {k: np.asarray(v) for k, v in momentum.items()}
+
+
+def max_rel_err(a: dict[str, np.ndarray], b: dict[str, np.ndarray],
+                scale_from: dict[str, np.ndarray] | None = None) -> float:
+    """Largest per-tensor ``max|a - b| / scale`` over the dict.
+
+    ``scale`` is ``max|b|``, or the larger of that and ``max|scale_from|`` (the
+    initial params): a parameter that ends near zero after travelling from O(1)
+    carries the absolute rounding error of its whole trajectory.
+    """
+    worst = 0.0
+    for k in b:
+        scale = float(np.max(np.abs(b[k]), initial=0.0))
+        if scale_from is not None:
+            scale = max(scale, float(np.max(np.abs(scale_from[k]), initial=0.0)))
+        diff = float(np.max(np.abs(np.asarray(a[k], np.float64) - b[k]), initial=0.0))
+        worst = max(worst, diff / max(scale, 1e-30))
+    return worst
