@@ -22,18 +22,77 @@ DEFAULTS: dict[str, Any] = {
 #: ``m <- m * clip / (||m|| + CLIP_EPS)`` whenever ``||m|| > clip``.
 CLIP_EPS = 1e-12
 
-#: Odd-polynomial Newton–Schulz methods, as per-step coefficients ``(a, b, c)`` of
-#: ``X <- a X + b (X X^T) X + c (X X^T)^2 X`` repeated at every step.
+Coefficients = tuple[float, float, float]
+
+
+class NSMethod(NamedTuple):
+    """An odd-polynomial Newton–Schulz method.
+
+    Step ``k`` maps ``X <- a X + b (X X^T) X + c (X X^T)^2 X`` with ``(a, b, c) =
+    coefficients[k]``; the last triple repeats when more steps are asked for.
+    ``X0 = G / (norm_scale * sqrt(||G||_F^2 + (n+1) eps))``.
+    """
+
+    coefficients: tuple[Coefficients, ...]
+    norm_scale: float = 1.0
+
+
+def _polar_express() -> NSMethod:
+    # Amsel, Persson, Musco, Gower (2025), "The Polar Express: Optimal Matrix Sign Methods
+    # and Their Application to the Muon Algorithm", arXiv:2505.16932, Algorithm 1: the
+    # per-step minimax degree-5 polynomials for l = 1e-3, every step but the last divided
+    # by the safety factor 1.01 (a / 1.01, b / 1.01^3, c / 1.01^5), and the input
+    # normalised by 1.01 * ||G||_F.
+    raw = (
+        (8.28721201814563, -23.595886519098837, 17.300387312530933),
+        (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
+        (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
+        (3.3184196573706015, -2.488488024314874, 0.51004894012372),
+        (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
+        (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
+        (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
+        (1.875, -1.25, 0.375),
+    )
+    safety = 1.01
+    steps = (*((a / safety, b / safety**3, c / safety**5) for a, b, c in raw[:-1]), raw[-1])
+    return NSMethod(steps, norm_scale=safety)
+
+
+#: The named iterative methods.
 #:
 #: ``ns`` is the reference: the seed computes ``G (G^T G + eps I)^(-1/2)`` with the
-#: coupled Newton–Schulz inverse square root, which in exact arithmetic is this
-#: cubic polar iteration on ``X0 = G / sqrt(tr(G^T G + eps I) + eps)``.
-NS_COEFFICIENTS: dict[str, tuple[float, float, float]] = {
-    "ns": (1.5, -0.5, 0.0),
+#: coupled Newton–Schulz inverse square root, which in exact arithmetic is this cubic
+#: polar iteration on ``X0 = G / sqrt(tr(G^T G + eps I) + eps)`` (up to the ``eps I``
+#: shift inside its iteration). ``quintic`` is Keller Jordan's Muon iteration.
+NS_METHODS: dict[str, NSMethod] = {
+    "ns": NSMethod(((1.5, -0.5, 0.0),)),
+    "quintic": NSMethod(((3.4445, -4.7750, 2.0315),)),
+    "polar_express": _polar_express(),
 }
 
-#: Every accepted ``method`` string.
-METHODS: tuple[str, ...] = (*NS_COEFFICIENTS, "svd")
+#: Every accepted ``method`` string; a sequence of ``(a, b, c)`` triples is accepted too.
+METHODS: tuple[str, ...] = (*NS_METHODS, "svd")
+
+
+def ns_schedule(method: str | Sequence[Sequence[float]], ns_iters: int) -> tuple[list[Coefficients], float]:
+    """The ``ns_iters`` per-step coefficients of an iterative ``method``, and its norm scale.
+
+    ``method`` is a name of :data:`NS_METHODS` or the user's own list of triples; a
+    list shorter than ``ns_iters`` repeats its last triple, a longer one is cut.
+    """
+    spec = NS_METHODS[method] if isinstance(method, str) else NSMethod(tuple(map(tuple, method)))  # type: ignore[arg-type]
+    coeffs = list(spec.coefficients[:ns_iters])
+    coeffs += [spec.coefficients[-1]] * (ns_iters - len(coeffs))
+    return coeffs, spec.norm_scale
+
+
+def _is_coefficient_list(method: Any) -> bool:
+    if isinstance(method, (str, bytes)) or not isinstance(method, Sequence) or len(method) == 0:
+        return False
+    return all(
+        isinstance(t, Sequence) and len(t) == 3
+        and all(_is_real(x) and math.isfinite(x) for x in t) for t in method
+    )
 
 
 class Messages:
@@ -47,7 +106,10 @@ class Messages:
     )
     EPS = "Invalid eps: {value!r}. It must be a positive number, e.g. eps=1e-8."
     NS_ITERS = "Invalid ns_iters: {value!r}. It must be a positive int, e.g. ns_iters=5."
-    METHOD = "Invalid method: {value!r}. It must be one of {choices}."
+    METHOD = (
+        "Invalid method: {value!r}. It must be one of {choices}, or a list of (a, b, c) "
+        "Newton–Schulz coefficient triples, one per step."
+    )
     CLIP = (
         "Invalid clip_grad_norm: {value!r}. It must be a positive number, or None to "
         "turn clipping off."
@@ -99,7 +161,7 @@ def validate_hyperparameters(
     if not (isinstance(ns_iters, numbers.Integral) and not isinstance(ns_iters, bool)
             and int(ns_iters) >= 1):
         raise ValueError(Messages.NS_ITERS.format(value=ns_iters))
-    if not (isinstance(method, str) and method in METHODS):
+    if not ((isinstance(method, str) and method in METHODS) or _is_coefficient_list(method)):
         raise ValueError(Messages.METHOD.format(value=method, choices=", ".join(map(repr, METHODS))))
     if not isinstance(rms_scale, bool):
         raise ValueError(Messages.RMS_SCALE.format(value=rms_scale))
@@ -107,11 +169,6 @@ def validate_hyperparameters(
         _is_real(clip_grad_norm) and clip_grad_norm > 0.0
     ):
         raise ValueError(Messages.CLIP.format(value=clip_grad_norm))
-
-
-def ns_coefficients(method: str, ns_iters: int) -> list[tuple[float, float, float]]:
-    """The per-step ``(a, b, c)`` coefficients of an iterative ``method``."""
-    return [NS_COEFFICIENTS[method]] * ns_iters
 
 
 Axes = int | Sequence[int]

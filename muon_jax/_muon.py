@@ -20,7 +20,7 @@ from muon_common import (
     validate_hyperparameters,
 )
 from muon_common._spec import ResolvedAxes
-from muon_jax._orthogonalize import orthogonalize_
+from muon_jax._orthogonalize import Method, orthogonalize_
 
 __all__ = ["ScaleByMuonState", "muon", "scale_by_muon"]
 
@@ -64,7 +64,7 @@ def _directions(
     *,
     eps: float,
     ns_iters: int,
-    method: str,
+    method: Method,
     rms_scale: bool,
 ) -> list[Array]:
     """Update directions: matrices orthogonalised (same shapes batched), others RMS-scaled."""
@@ -92,7 +92,7 @@ def scale_by_muon(
     beta: float = DEFAULTS["beta"],
     eps: float = DEFAULTS["eps"],
     ns_iters: int = DEFAULTS["ns_iters"],
-    method: str = DEFAULTS["method"],
+    method: Method = DEFAULTS["method"],
     rms_scale: bool = DEFAULTS["rms_scale"],
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
     *,
@@ -167,7 +167,7 @@ def muon(
     weight_decay: float = DEFAULTS["weight_decay"],
     eps: float = DEFAULTS["eps"],
     ns_iters: int = DEFAULTS["ns_iters"],
-    method: str = DEFAULTS["method"],
+    method: Method = DEFAULTS["method"],
     rms_scale: bool = DEFAULTS["rms_scale"],
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
     *,

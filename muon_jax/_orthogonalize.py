@@ -8,16 +8,19 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-from muon_common import DEFAULTS, Messages, ns_coefficients, validate_hyperparameters
+from muon_common import DEFAULTS, Messages, ns_schedule, validate_hyperparameters
 
 __all__ = ["orthogonalize"]
 
+Method = str | Sequence[Sequence[float]]
 
-def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], eps: float) -> Array:
+
+def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], eps: float,
+                  norm_scale: float = 1.0) -> Array:
     r"""Odd-polynomial Newton–Schulz iteration on every trailing matrix of ``G``.
 
-    ``X0 = G / sqrt(||G||_F^2 + (n + 1) eps)`` with ``n = G.shape[-1]`` (the
-    reference's trace normalisation of ``G^T G + eps I``), then per step
+    ``X0 = G / (s sqrt(||G||_F^2 + (n + 1) eps))`` with ``n = G.shape[-1]`` (the
+    reference's trace normalisation of ``G^T G + eps I``; ``s = norm_scale``), then per step
     ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, with ``X X^T`` formed on the
     smaller side of the matrix. For ``c = 0`` this costs two matmuls a step.
 
@@ -27,7 +30,7 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
     """
     rows, cols = G.shape[-2:]
     sq = jnp.sum(jnp.square(G), axis=(-2, -1), keepdims=True)
-    X = G / jnp.sqrt(sq + (cols + 1) * eps)
+    X = G / (jnp.sqrt(sq + (cols + 1) * eps) * norm_scale)
     transposed = rows > cols
     if transposed:
         X = jnp.swapaxes(X, -1, -2)
@@ -48,16 +51,17 @@ def svd_polar(G: Array) -> Array:
     return U @ Vh
 
 
-def orthogonalize_(G: Array, method: str, ns_iters: int, eps: float) -> Array:
+def orthogonalize_(G: Array, method: Method, ns_iters: int, eps: float) -> Array:
     """Unchecked :func:`orthogonalize` for the optimizer's hot path."""
     if method == "svd":
         return svd_polar(G)
-    return newton_schulz(G, ns_coefficients(method, ns_iters), eps)
+    coefficients, norm_scale = ns_schedule(method, ns_iters)
+    return newton_schulz(G, coefficients, eps, norm_scale)
 
 
 def orthogonalize(
     G: ArrayLike,
-    method: str = DEFAULTS["method"],
+    method: Method = DEFAULTS["method"],
     ns_iters: int = DEFAULTS["ns_iters"],
     eps: float = DEFAULTS["eps"],
 ) -> Array:
@@ -66,8 +70,9 @@ def orthogonalize(
     Args:
       G: an array of shape ``(..., m, n)``; leading axes are batch axes and each
         trailing ``m x n`` matrix is orthogonalised on its own.
-      method: ``"ns"`` (cubic Newton–Schulz, ``X <- 1.5 X - 0.5 X X^T X``) or
-        ``"svd"`` (exact ``U V^T``).
+      method: ``"ns"`` (the reference's cubic Newton–Schulz, ``X <- 1.5 X - 0.5 X X^T X``),
+        ``"quintic"`` (Keller Jordan's), ``"polar_express"`` (Amsel et al. 2025), a list of
+        per-step ``(a, b, c)`` triples, or ``"svd"`` (exact ``U V^T``).
       ns_iters: Newton–Schulz steps (ignored by ``"svd"``).
       eps: stabiliser of the Frobenius normalisation.
 

@@ -7,16 +7,19 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from muon_common import DEFAULTS, Messages, ns_coefficients, validate_hyperparameters
+from muon_common import DEFAULTS, Messages, ns_schedule, validate_hyperparameters
 
 __all__ = ["orthogonalize"]
 
+Method = str | Sequence[Sequence[float]]
 
-def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]], eps: float) -> Tensor:
+
+def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]], eps: float,
+                  norm_scale: float = 1.0) -> Tensor:
     r"""Odd-polynomial Newton–Schulz iteration on every trailing matrix of ``G``.
 
-    ``X0 = G / sqrt(||G||_F^2 + (n + 1) eps)`` with ``n = G.shape[-1]`` (the
-    reference's trace normalisation of ``G^T G + eps I``), then per step
+    ``X0 = G / (s sqrt(||G||_F^2 + (n + 1) eps))`` with ``n = G.shape[-1]`` (the
+    reference's trace normalisation of ``G^T G + eps I``; ``s = norm_scale``), then per step
     ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, with ``X X^T`` formed on the
     smaller side of the matrix. For ``c = 0`` this costs two matmuls a step.
 
@@ -27,7 +30,7 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
     rows, cols = G.shape[-2:]
     X = G.reshape(-1, rows, cols)
     sq = X.square().sum(dim=(-2, -1), keepdim=True)
-    X = X / torch.sqrt(sq + (cols + 1) * eps)
+    X = X / (torch.sqrt(sq + (cols + 1) * eps) * norm_scale)
     transposed = rows > cols
     if transposed:
         X = X.mT
@@ -48,17 +51,18 @@ def svd_polar(G: Tensor) -> Tensor:
     return U @ Vh
 
 
-def orthogonalize_(G: Tensor, method: str, ns_iters: int, eps: float) -> Tensor:
+def orthogonalize_(G: Tensor, method: Method, ns_iters: int, eps: float) -> Tensor:
     """Unchecked :func:`orthogonalize` for the optimizer's hot path."""
     if method == "svd":
         return svd_polar(G)
-    return newton_schulz(G, ns_coefficients(method, ns_iters), eps)
+    coefficients, norm_scale = ns_schedule(method, ns_iters)
+    return newton_schulz(G, coefficients, eps, norm_scale)
 
 
 @torch.no_grad()
 def orthogonalize(
     G: Tensor,
-    method: str = DEFAULTS["method"],
+    method: Method = DEFAULTS["method"],
     ns_iters: int = DEFAULTS["ns_iters"],
     eps: float = DEFAULTS["eps"],
 ) -> Tensor:
@@ -67,8 +71,9 @@ def orthogonalize(
     Args:
       G: a tensor of shape ``(..., m, n)``; leading axes are batch axes and each
         trailing ``m x n`` matrix is orthogonalised on its own.
-      method: ``"ns"`` (cubic Newton–Schulz, ``X <- 1.5 X - 0.5 X X^T X``) or
-        ``"svd"`` (exact ``U V^T``).
+      method: ``"ns"`` (the reference's cubic Newton–Schulz, ``X <- 1.5 X - 0.5 X X^T X``),
+        ``"quintic"`` (Keller Jordan's), ``"polar_express"`` (Amsel et al. 2025), a list of
+        per-step ``(a, b, c)`` triples, or ``"svd"`` (exact ``U V^T``).
       ns_iters: Newton–Schulz steps (ignored by ``"svd"``).
       eps: stabiliser of the Frobenius normalisation.
 

@@ -18,7 +18,7 @@ from muon_common import (
     validate_hyperparameters,
 )
 from muon_common._spec import ResolvedAxes
-from muon_torch._orthogonalize import orthogonalize_
+from muon_torch._orthogonalize import Method, orthogonalize_
 
 __all__ = ["Muon", "muon"]
 
@@ -65,7 +65,7 @@ class Muon(Optimizer):
         weight_decay: float = DEFAULTS["weight_decay"],
         eps: float = DEFAULTS["eps"],
         ns_iters: int = DEFAULTS["ns_iters"],
-        method: str = DEFAULTS["method"],
+        method: Method = DEFAULTS["method"],
         rms_scale: bool = DEFAULTS["rms_scale"],
         clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
         *,
@@ -173,7 +173,7 @@ def muon(
     weight_decay: float,
     eps: float,
     ns_iters: int,
-    method: str,
+    method: Method,
     rms_scale: bool,
     clip_grad_norm: float | None,
     matrix_axes: MatrixAxes | None = None,

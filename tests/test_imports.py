@@ -89,7 +89,7 @@ except ValueError:
 else:
     raise AssertionError("lr=-1.0 was accepted")
 assert resolve_matrix_axes((2, 3, 4), MatrixAxes(rows=1, cols=2)).batch == (0,)
-assert muon_common.ns_coefficients("ns", 3) == [muon_common.NS_COEFFICIENTS["ns"]] * 3
+assert muon_common.ns_schedule("ns", 3) == ([muon_common.NS_METHODS["ns"].coefficients[0]] * 3, 1.0)
 """
 
 
