@@ -7,6 +7,7 @@ same message.
 """
 
 from muon_common._spec import (
+    ADJUST_LR,
     CLIP_EPS,
     DEFAULTS,
     METHODS,
@@ -14,12 +15,15 @@ from muon_common._spec import (
     MatrixAxes,
     Messages,
     NSMethod,
+    lr_adjustment,
     ns_schedule,
     resolve_matrix_axes,
+    validate_betas,
     validate_hyperparameters,
 )
 
 __all__ = [
+    "ADJUST_LR",
     "CLIP_EPS",
     "DEFAULTS",
     "METHODS",
@@ -27,7 +31,9 @@ __all__ = [
     "MatrixAxes",
     "Messages",
     "NSMethod",
+    "lr_adjustment",
     "ns_schedule",
     "resolve_matrix_axes",
+    "validate_betas",
     "validate_hyperparameters",
 ]

@@ -16,7 +16,30 @@ DEFAULTS: dict[str, Any] = {
     "method": "ns",
     "rms_scale": True,
     "clip_grad_norm": None,
+    # Options beyond the reference, off by default:
+    "nesterov": False,
+    "adjust_lr": None,
+    "momentum_dtype": None,
+    "orthogonalize_dtype": None,
 }
+
+#: ``adjust_lr`` choices: the factor on a matrix's learning rate from its fan-in/fan-out.
+#: ``"original"`` is Keller Jordan's ``sqrt(max(1, fan_out / fan_in))``; ``"match_rms_adamw"``
+#: (Moonlight, Liu et al. 2025) is ``0.2 * sqrt(max(fan_in, fan_out))``, which gives the
+#: update the RMS of a typical AdamW update. The names follow ``torch.optim.Muon``.
+ADJUST_LR: tuple[str, ...] = ("original", "match_rms_adamw")
+
+#: Reduced-precision choices for ``momentum_dtype`` and ``orthogonalize_dtype``.
+LOW_PRECISION_DTYPES: tuple[str, ...] = ("bfloat16",)
+
+
+def lr_adjustment(adjust_lr: str | None, fan_in: int, fan_out: int) -> float:
+    """The learning-rate factor of a ``fan_out x fan_in`` matrix under ``adjust_lr``."""
+    if adjust_lr is None:
+        return 1.0
+    if adjust_lr == "original":
+        return math.sqrt(max(1.0, fan_out / fan_in))
+    return 0.2 * math.sqrt(max(fan_in, fan_out))
 
 #: Added to the momentum norm when clipping, as in the reference:
 #: ``m <- m * clip / (||m|| + CLIP_EPS)`` whenever ``||m|| > clip``.
@@ -115,6 +138,15 @@ class Messages:
         "turn clipping off."
     )
     RMS_SCALE = "Invalid rms_scale: {value!r}. It must be True or False."
+    ALGORITHM = "Invalid algorithm: {value!r}. It must be 'muon' or 'adamw'."
+    BETAS = "Invalid betas: {value!r}. It must be a pair (beta1, beta2) with 0 <= beta < 1, e.g. (0.9, 0.95)."
+    NESTEROV = "Invalid nesterov: {value!r}. It must be True or False."
+    ADJUST_LR = "Invalid adjust_lr: {value!r}. It must be None, 'original' or 'match_rms_adamw'."
+    DTYPE = "Invalid {name}: {value!r}. It must be None (the parameter's dtype) or 'bfloat16'."
+    SVD_DTYPE = (
+        "Invalid orthogonalize_dtype: {value!r} with method='svd'. The SVD runs in the "
+        "parameter's dtype: pass orthogonalize_dtype=None, or a Newton–Schulz method."
+    )
     NEEDS_PARAMS = (
         "muon: weight_decay={value!r} needs the current params: call "
         "update(updates, state, params), or pass weight_decay=0.0."
@@ -144,6 +176,10 @@ def validate_hyperparameters(
     method: Any,
     rms_scale: Any,
     clip_grad_norm: Any,
+    nesterov: Any = False,
+    adjust_lr: Any = None,
+    momentum_dtype: Any = None,
+    orthogonalize_dtype: Any = None,
 ) -> None:
     """Raise ``ValueError`` naming the first invalid hyperparameter.
 
@@ -169,6 +205,21 @@ def validate_hyperparameters(
         _is_real(clip_grad_norm) and clip_grad_norm > 0.0
     ):
         raise ValueError(Messages.CLIP.format(value=clip_grad_norm))
+    if not isinstance(nesterov, bool):
+        raise ValueError(Messages.NESTEROV.format(value=nesterov))
+    if adjust_lr is not None and adjust_lr not in ADJUST_LR:
+        raise ValueError(Messages.ADJUST_LR.format(value=adjust_lr))
+    for name, value in (("momentum_dtype", momentum_dtype), ("orthogonalize_dtype", orthogonalize_dtype)):
+        if value is not None and value not in LOW_PRECISION_DTYPES:
+            raise ValueError(Messages.DTYPE.format(name=name, value=value))
+    if orthogonalize_dtype is not None and method == "svd":
+        raise ValueError(Messages.SVD_DTYPE.format(value=orthogonalize_dtype))
+
+
+def validate_betas(betas: Any) -> None:
+    """Raise ``ValueError`` unless ``betas`` is AdamW's ``(beta1, beta2)`` in ``[0, 1)``."""
+    if not (isinstance(betas, Sequence) and len(betas) == 2 and all(_is_real(b) and 0.0 <= b < 1.0 for b in betas)):
+        raise ValueError(Messages.BETAS.format(value=betas))
 
 
 Axes = int | Sequence[int]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -16,13 +17,15 @@ from muon_common import (
     CLIP_EPS,
     DEFAULTS,
     Messages,
+    lr_adjustment,
     resolve_matrix_axes,
+    validate_betas,
     validate_hyperparameters,
 )
 from muon_common._spec import ResolvedAxes
 from muon_jax._orthogonalize import Method, orthogonalize_
 
-__all__ = ["ScaleByMuonState", "muon", "scale_by_muon"]
+__all__ = ["ScaleByMuonState", "muon", "muon_labels", "muon_with_adamw", "scale_by_muon"]
 
 #: ``None`` (2-D leaves are matrices), a pytree of ``MatrixAxes | None`` with the
 #: params' structure, or a callable from params to such a pytree.
@@ -35,15 +38,24 @@ class ScaleByMuonState(NamedTuple):
     momentum: optax.Updates
 
 
+def _is_masked(x: Any) -> bool:
+    return isinstance(x, optax.MaskedNode)
+
+
 def _leaf_axes(matrix_axes: MatrixAxesTree, tree: Any) -> list[ResolvedAxes | None]:
-    """Resolved axes for every leaf of ``tree``, in flattening order."""
-    leaves, treedef = jax.tree.flatten(tree)
+    """Resolved axes for every leaf of ``tree``, in flattening order.
+
+    Leaves masked out by an enclosing ``optax.masked``/``multi_transform`` are skipped,
+    so the description may be given for the whole params tree.
+    """
+    slots, treedef = jax.tree.flatten(tree, is_leaf=_is_masked)
     if matrix_axes is None:
-        specs: list[Any] = [None] * len(leaves)
+        specs: list[Any] = [None] * len(slots)
     else:
         spec_tree = matrix_axes(tree) if callable(matrix_axes) else matrix_axes
         specs = treedef.flatten_up_to(spec_tree)  # type: ignore[attr-defined]
-    return [resolve_matrix_axes(leaf.shape, spec) for leaf, spec in zip(leaves, specs, strict=True)]
+    return [resolve_matrix_axes(leaf.shape, spec)
+            for leaf, spec in zip(slots, specs, strict=True) if not _is_masked(leaf)]
 
 
 def _to_batched(x: Array, axes: ResolvedAxes) -> Array:
@@ -66,6 +78,8 @@ def _directions(
     ns_iters: int,
     method: Method,
     rms_scale: bool,
+    adjust_lr: str | None,
+    orthogonalize_dtype: str | None,
 ) -> list[Array]:
     """Update directions: matrices orthogonalised (same shapes batched), others RMS-scaled."""
     out: list[Array | None] = [None] * len(momenta)
@@ -76,10 +90,14 @@ def _directions(
         else:
             mb = _to_batched(m, ax)
             buckets[(mb.shape[1:], mb.dtype)].append(i)
-    for idx in buckets.values():
+    for ((rows, cols), _), idx in buckets.items():
+        # Flax layout: rows are the fan-in (``Dense.kernel`` is ``(in, out)``).
+        scale = lr_adjustment(adjust_lr, fan_in=rows, fan_out=cols)
         batched = [_to_batched(momenta[i], axes[i]) for i in idx]  # type: ignore[arg-type]
         stacked = jnp.concatenate(batched) if len(batched) > 1 else batched[0]
-        directions = orthogonalize_(stacked, method, ns_iters, eps)
+        directions = orthogonalize_(stacked, method, ns_iters, eps, orthogonalize_dtype)
+        if scale != 1.0:
+            directions = directions * scale
         offset = 0
         for i, mb in zip(idx, batched, strict=True):
             n = mb.shape[0]
@@ -96,6 +114,10 @@ def scale_by_muon(
     rms_scale: bool = DEFAULTS["rms_scale"],
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
     *,
+    nesterov: bool = DEFAULTS["nesterov"],
+    adjust_lr: str | None = DEFAULTS["adjust_lr"],
+    momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
+    orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
     matrix_axes: MatrixAxesTree = None,
 ) -> optax.GradientTransformation:
     r"""Muon's direction: momentum, optional clip, then orthogonalise or RMS-scale.
@@ -104,7 +126,7 @@ def scale_by_muon(
         m &\leftarrow \beta m + (1 - \beta) g \\
         m &\leftarrow m \cdot \mathrm{clip} / (\|m\| + 10^{-12})
             \quad\text{if } \|m\| > \mathrm{clip} \\
-        u &= \mathrm{orthogonalize}(m) \text{ (matrices)}, \quad
+        u &= s \cdot \mathrm{orthogonalize}(m) \text{ (matrices)}, \quad
              m / \sqrt{\mathrm{mean}(m^2) + \epsilon} \text{ (others, if rms\_scale)}
 
     No learning rate and no weight decay: :func:`muon` chains those on.
@@ -113,26 +135,37 @@ def scale_by_muon(
       beta: momentum coefficient.
       eps: numerical stabiliser of the normalisations.
       ns_iters: Newton–Schulz steps.
-      method: ``"ns"`` or ``"svd"``.
+      method: ``"ns"`` (reference), ``"quintic"``, ``"polar_express"``, a list of
+        per-step ``(a, b, c)`` triples, or ``"svd"``.
       rms_scale: RMS-normalise the momentum of non-matrix leaves.
       clip_grad_norm: if set, each leaf's stored momentum is rescaled to this L2
         norm whenever it is larger.
+      nesterov: orthogonalise the Nesterov look-ahead ``beta m + (1 - beta) g``.
+      adjust_lr: the factor ``s`` on matrices: ``None`` (1), ``"original"``
+        (``sqrt(max(1, fan_out / fan_in))``) or ``"match_rms_adamw"``
+        (``0.2 sqrt(max(fan_in, fan_out))``); a matrix's rows are its fan-in and its
+        columns its fan-out (Flax ``Dense.kernel`` is ``(in, out)``).
+      momentum_dtype: ``"bfloat16"`` stores the momentum in bfloat16 (the step itself
+        runs in the updates' dtype).
+      orthogonalize_dtype: ``"bfloat16"`` runs the Newton–Schulz steps in bfloat16.
       matrix_axes: which axes of each leaf form the matrix: a pytree of
         :class:`MatrixAxes` or ``None`` with the params' structure, or a callable
         returning one. ``None``: 2-D leaves are matrices, others are not.
     """
-    validate_hyperparameters(beta=beta, weight_decay=0.0, eps=eps, ns_iters=ns_iters,
-                             method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm)
+    validate_hyperparameters(beta=beta, weight_decay=0.0, eps=eps, ns_iters=ns_iters, method=method,
+                             rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov,
+                             adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
+                             orthogonalize_dtype=orthogonalize_dtype)
 
     def init_fn(params: optax.Params) -> ScaleByMuonState:
         _leaf_axes(matrix_axes, params)  # a description that does not fit fails here
-        return ScaleByMuonState(momentum=optax.tree.zeros_like(params))
+        return ScaleByMuonState(momentum=optax.tree.zeros_like(params, dtype=momentum_dtype))
 
     def update_fn(
         updates: optax.Updates, state: ScaleByMuonState, params: optax.Params | None = None
     ) -> tuple[optax.Updates, ScaleByMuonState]:
         del params
-        momentum = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, state.momentum, updates)
+        momentum = jax.tree.map(lambda m, g: beta * m.astype(g.dtype) + (1.0 - beta) * g, state.momentum, updates)
         if clip_grad_norm is not None:
 
             def clip(m: Array) -> Array:
@@ -140,10 +173,15 @@ def scale_by_muon(
                 return jnp.where(norm > clip_grad_norm, m * (clip_grad_norm / (norm + CLIP_EPS)), m)
 
             momentum = jax.tree.map(clip, momentum)
-        leaves, treedef = jax.tree.flatten(momentum)
-        directions = _directions(leaves, _leaf_axes(matrix_axes, momentum), eps=eps,
-                                 ns_iters=ns_iters, method=method, rms_scale=rms_scale)
-        return jax.tree.unflatten(treedef, directions), ScaleByMuonState(momentum=momentum)
+        inputs = momentum
+        if nesterov:
+            inputs = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, momentum, updates)
+        leaves, treedef = jax.tree.flatten(inputs)
+        directions = _directions(leaves, _leaf_axes(matrix_axes, inputs), eps=eps, ns_iters=ns_iters,
+                                 method=method, rms_scale=rms_scale, adjust_lr=adjust_lr,
+                                 orthogonalize_dtype=orthogonalize_dtype)
+        return jax.tree.unflatten(treedef, directions), ScaleByMuonState(
+            momentum=optax.tree.cast(momentum, momentum_dtype))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -171,6 +209,10 @@ def muon(
     rms_scale: bool = DEFAULTS["rms_scale"],
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
     *,
+    nesterov: bool = DEFAULTS["nesterov"],
+    adjust_lr: str | None = DEFAULTS["adjust_lr"],
+    momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
+    orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
     matrix_axes: MatrixAxesTree = None,
     weight_decay_mask: Any = None,
 ) -> optax.GradientTransformation:
@@ -185,19 +227,77 @@ def muon(
         needs ``params`` in ``update`` when nonzero.
       weight_decay_mask: optional mask (pytree or callable) of the leaves to decay,
         as in ``optax.add_decayed_weights``.
-      beta, eps, ns_iters, method, rms_scale, clip_grad_norm, matrix_axes: see
-        :func:`scale_by_muon`.
+      beta, eps, ns_iters, method, rms_scale, clip_grad_norm, nesterov, adjust_lr,
+        momentum_dtype, orthogonalize_dtype, matrix_axes: see :func:`scale_by_muon`.
     """
     validate_hyperparameters(
         lr=None if callable(learning_rate) else learning_rate, lr_name="learning_rate",
         beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
-        rms_scale=rms_scale, clip_grad_norm=clip_grad_norm,
+        rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
+        momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype,
     )
-    parts = [scale_by_muon(beta, eps, ns_iters, method, rms_scale, clip_grad_norm,
-                           matrix_axes=matrix_axes)]
+    parts = [scale_by_muon(beta, eps, ns_iters, method, rms_scale, clip_grad_norm, nesterov=nesterov,
+                           adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
+                           orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes)]
     if weight_decay != 0.0:
         parts += [_require_params(weight_decay),
                   optax.add_decayed_weights(weight_decay, weight_decay_mask)]
     parts.append(optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*parts)
 
+
+def muon_labels(
+    params: optax.Params,
+    matrix_axes: MatrixAxesTree = None,
+    adamw: Callable[[str, Array], bool] | Sequence[str] = (),
+) -> Any:
+    """Label each leaf ``"muon"`` or ``"adamw"`` for :func:`muon_with_adamw`.
+
+    Matrices (2-D leaves, or those ``matrix_axes`` describes) get ``"muon"``, other
+    leaves ``"adamw"``. ``adamw`` moves matrices to AdamW too: a predicate on
+    ``(path, leaf)`` where ``path`` is the leaf's key path joined by ``"/"``, or a list
+    of substrings of that path (e.g. ``("embed", "head")``).
+    """
+    leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
+    axes = _leaf_axes(matrix_axes, params)
+    if callable(adamw):
+        to_adamw = adamw
+    else:
+        names = tuple(adamw)
+        to_adamw = lambda path, leaf: any(n in path for n in names)  # noqa: E731
+    labels = []
+    for (path, leaf), ax in zip(leaves_with_paths, axes, strict=True):
+        name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+        labels.append("muon" if ax is not None and not to_adamw(name, leaf) else "adamw")
+    return jax.tree.unflatten(treedef, labels)
+
+
+def muon_with_adamw(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    adamw_learning_rate: optax.ScalarOrSchedule | None = None,
+    adamw_betas: tuple[float, float] = (0.9, 0.999),
+    adamw: Callable[[str, Array], bool] | Sequence[str] = (),
+    labels: Any = None,
+    **muon_kwargs: Any,
+) -> optax.GradientTransformation:
+    """Muon on matrices and AdamW on everything else, in one transformation.
+
+    ``optax.multi_transform({"muon": muon(...), "adamw": optax.adamw(...)}, labels)``
+    with ``labels`` from :func:`muon_labels` (or your own pytree/callable). AdamW uses
+    ``adamw_learning_rate`` (default: ``learning_rate``), ``adamw_betas`` and the same
+    ``eps`` and ``weight_decay`` as Muon. The twin of a ``muon_torch.Muon`` param group
+    with ``algorithm="adamw"``.
+    """
+    validate_betas(adamw_betas)
+    matrix_axes = muon_kwargs.get("matrix_axes")
+    tx_muon = muon(learning_rate, **muon_kwargs)
+    b1, b2 = adamw_betas
+    tx_adamw = optax.adamw(
+        adamw_learning_rate if adamw_learning_rate is not None else learning_rate, b1=b1, b2=b2,
+        eps=muon_kwargs.get("eps", DEFAULTS["eps"]),
+        weight_decay=muon_kwargs.get("weight_decay", DEFAULTS["weight_decay"]),
+    )
+    if labels is None:
+        labels = functools.partial(muon_labels, matrix_axes=matrix_axes, adamw=adamw)
+    return optax.multi_transform({"muon": tx_muon, "adamw": tx_adamw}, labels)

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, ParamsT
+from torch.optim.adamw import adamw
+from torch.optim.optimizer import Optimizer, ParamsT, _get_scalar_dtype
 
 from muon_common import (
     CLIP_EPS,
     DEFAULTS,
     MatrixAxes,
+    Messages,
+    lr_adjustment,
     resolve_matrix_axes,
+    validate_betas,
     validate_hyperparameters,
 )
 from muon_common._spec import ResolvedAxes
 from muon_torch._orthogonalize import Method, orthogonalize_
 
-__all__ = ["Muon", "muon"]
+__all__ = ["Muon", "muon", "param_groups"]
 
 _HYPERPARAMETERS = ("lr", "beta", "weight_decay", "eps", "ns_iters", "method", "rms_scale",
-                    "clip_grad_norm")
+                    "clip_grad_norm", "nesterov", "adjust_lr", "momentum_dtype", "orthogonalize_dtype")
+_ALGORITHMS = ("muon", "adamw")
 
 
 class Muon(Optimizer):
@@ -35,24 +41,37 @@ class Muon(Optimizer):
         m &\leftarrow \beta m + (1 - \beta) g \\
         m &\leftarrow m \cdot \mathrm{clip} / (\|m\| + 10^{-12})
             \quad\text{if } \|m\| > \mathrm{clip} \\
-        p &\leftarrow p (1 - \mathrm{lr} \cdot \mathrm{wd}) - \mathrm{lr} \cdot U
+        p &\leftarrow p (1 - \mathrm{lr} \cdot \mathrm{wd}) - \mathrm{lr} \cdot s \cdot U
 
-    with ``U = orthogonalize(m)`` for matrices (``"ns"``: Newton–Schulz polar
-    iteration, ``"svd"``: exact ``U V^T``) and ``U = m / sqrt(mean(m^2) + eps)``
-    (``rms_scale=True``) or ``U = m`` otherwise.
+    with ``U = orthogonalize(m)`` for matrices and ``U = m / sqrt(mean(m^2) + eps)``
+    (``rms_scale=True``) or ``U = m`` otherwise; ``s = 1`` unless ``adjust_lr`` is set.
+    With ``nesterov=True``, ``U`` is computed from ``beta m + (1 - beta) g`` instead of ``m``.
+
+    A param group with ``algorithm="adamw"`` is optimised by AdamW instead
+    (``torch.optim.adamw``'s functional step with that group's ``lr``, ``betas``,
+    ``eps`` and ``weight_decay``): the usual home for biases, norms, embeddings and
+    output heads. :func:`muon_torch.param_groups` splits a model this way.
 
     Args:
-      params: parameters or param groups; every hyperparameter below, and
-        ``matrix_axes``, can be overridden per group.
+      params: parameters or param groups; every hyperparameter below, ``matrix_axes``,
+        ``algorithm`` and ``betas`` can be set per group.
       lr: learning rate (no default).
       beta: momentum coefficient.
       weight_decay: decoupled weight decay (multiplied by ``lr``).
       eps: numerical stabiliser of the normalisations.
       ns_iters: Newton–Schulz steps.
-      method: ``"ns"`` or ``"svd"``.
+      method: ``"ns"`` (reference), ``"quintic"``, ``"polar_express"``, a list of
+        per-step ``(a, b, c)`` triples, or ``"svd"``.
       rms_scale: RMS-normalise the momentum of non-matrix parameters.
       clip_grad_norm: if set, the stored momentum of each parameter is rescaled
         to this L2 norm whenever it is larger.
+      nesterov: orthogonalise the Nesterov look-ahead ``beta m + (1 - beta) g``.
+      adjust_lr: ``None``, ``"original"`` (``sqrt(max(1, fan_out / fan_in))``) or
+        ``"match_rms_adamw"`` (``0.2 sqrt(max(fan_in, fan_out))``); a matrix's rows
+        are its fan-out and its columns its fan-in (``Linear.weight`` is ``(out, in)``).
+      momentum_dtype: ``"bfloat16"`` stores the momentum in bfloat16 (the step itself
+        runs in the parameter's dtype).
+      orthogonalize_dtype: ``"bfloat16"`` runs the Newton–Schulz steps in bfloat16.
       matrix_axes: which axes form the matrix (:class:`muon_common.MatrixAxes`);
         others are batch axes. ``None``: 2-D parameters are matrices, others are not.
     """
@@ -69,11 +88,19 @@ class Muon(Optimizer):
         rms_scale: bool = DEFAULTS["rms_scale"],
         clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
         *,
+        nesterov: bool = DEFAULTS["nesterov"],
+        adjust_lr: str | None = DEFAULTS["adjust_lr"],
+        momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
+        orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
         matrix_axes: MatrixAxes | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
     ) -> None:
-        defaults: dict[str, Any] = dict(lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters,
-                        method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm,
-                        matrix_axes=matrix_axes)
+        defaults: dict[str, Any] = dict(
+            lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
+            rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
+            momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
+            algorithm="muon", betas=betas,
+        )
         validate_hyperparameters(**{k: defaults[k] for k in _HYPERPARAMETERS})
         super().__init__(params, defaults)
 
@@ -84,6 +111,10 @@ class Muon(Optimizer):
             return
         merged = {**self.defaults, **param_group}
         validate_hyperparameters(**{k: merged[k] for k in _HYPERPARAMETERS})
+        if merged["algorithm"] not in _ALGORITHMS:
+            raise ValueError(Messages.ALGORITHM.format(value=merged["algorithm"]))
+        if merged["algorithm"] == "adamw":
+            validate_betas(merged["betas"])
         params = param_group["params"]
         if isinstance(params, Tensor):
             tensors: list[Any] = [params]
@@ -94,9 +125,10 @@ class Muon(Optimizer):
             param_group["params"] = list(params)
             # ``named_parameters()`` gives ``(name, tensor)`` pairs.
             tensors = [p[1] if isinstance(p, tuple) else p for p in param_group["params"]]
-        for p in tensors:
-            if isinstance(p, Tensor):  # torch reports anything else
-                resolve_matrix_axes(p.shape, merged["matrix_axes"])
+        if merged["algorithm"] == "muon":
+            for p in tensors:
+                if isinstance(p, Tensor):  # torch reports anything else
+                    resolve_matrix_axes(p.shape, merged["matrix_axes"])
         super().add_param_group(param_group)
 
     def _init_group(
@@ -106,6 +138,7 @@ class Muon(Optimizer):
         grads: list[Tensor],
         momentum_buffers: list[Tensor],
     ) -> None:
+        """Gather a Muon group's params with gradients, creating their momentum."""
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -113,10 +146,31 @@ class Muon(Optimizer):
                 raise RuntimeError("Muon does not support sparse gradients.")
             state = self.state[p]
             if len(state) == 0:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                dtype = getattr(torch, group["momentum_dtype"]) if group["momentum_dtype"] else p.dtype
+                state["momentum_buffer"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
             params.append(p)
             grads.append(p.grad)
             momentum_buffers.append(state["momentum_buffer"])
+
+    def _init_adamw_group(self, group: dict[str, Any]) -> dict[str, list[Tensor]]:
+        """Gather an AdamW group's params with gradients, creating their moments."""
+        lists: dict[str, list[Tensor]] = defaultdict(list)
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("Muon does not support sparse gradients.")
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            lists["params"].append(p)
+            lists["grads"].append(p.grad)
+            lists["exp_avgs"].append(state["exp_avg"])
+            lists["exp_avg_sqs"].append(state["exp_avg_sq"])
+            lists["state_steps"].append(state["step"])
+        return lists
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -126,6 +180,14 @@ class Muon(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            if group["algorithm"] == "adamw":
+                lists = self._init_adamw_group(group)
+                if lists:
+                    beta1, beta2 = group["betas"]
+                    adamw(lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"], [],
+                          lists["state_steps"], amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+                          weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+                continue
             params: list[Tensor] = []
             grads: list[Tensor] = []
             momentum_buffers: list[Tensor] = []
@@ -142,25 +204,15 @@ class Muon(Optimizer):
 
 def _to_batched(t: Tensor, axes: ResolvedAxes) -> Tensor:
     """View ``t`` as ``(batch, rows, cols)`` following ``axes``."""
-    perm = axes.batch + axes.rows + axes.cols
-    shape = t.shape
-    rows = 1
-    for a in axes.rows:
-        rows *= shape[a]
-    cols = 1
-    for a in axes.cols:
-        cols *= shape[a]
-    return t.permute(perm).reshape(-1, rows, cols)
+    rows = math.prod(t.shape[a] for a in axes.rows)
+    cols = math.prod(t.shape[a] for a in axes.cols)
+    return t.permute(axes.batch + axes.rows + axes.cols).reshape(-1, rows, cols)
 
 
 def _from_batched(u: Tensor, like: Tensor, axes: ResolvedAxes) -> Tensor:
     """Inverse of :func:`_to_batched` for a tensor shaped like ``like``."""
     perm = axes.batch + axes.rows + axes.cols
-    permuted_shape = [like.shape[a] for a in perm]
-    inverse = [0] * len(perm)
-    for i, a in enumerate(perm):
-        inverse[a] = i
-    return u.reshape(permuted_shape).permute(inverse)
+    return u.reshape([like.shape[a] for a in perm]).permute([perm.index(a) for a in range(like.ndim)])
 
 
 def muon(
@@ -176,6 +228,10 @@ def muon(
     method: Method,
     rms_scale: bool,
     clip_grad_norm: float | None,
+    nesterov: bool = False,
+    adjust_lr: str | None = None,
+    momentum_dtype: str | None = None,
+    orthogonalize_dtype: str | None = None,
     matrix_axes: MatrixAxes | None = None,
 ) -> None:
     """Functional Muon step over lists of tensors (see :class:`Muon`).
@@ -185,13 +241,24 @@ def muon(
     """
     if not params:
         return
-    torch._foreach_mul_(momentum_buffers, beta)
-    torch._foreach_add_(momentum_buffers, grads, alpha=1.0 - beta)
+    # The momentum update runs in the parameters' dtype; a bfloat16 buffer is read
+    # into a full-precision copy here and written back rounded at the end.
+    momenta = momentum_buffers
+    if momentum_dtype is not None:
+        momenta = [m.to(g.dtype) for m, g in zip(momentum_buffers, grads, strict=True)]
+    torch._foreach_mul_(momenta, beta)
+    torch._foreach_add_(momenta, grads, alpha=1.0 - beta)
     if clip_grad_norm is not None:
-        norms = torch._foreach_norm(momentum_buffers)
+        norms = torch._foreach_norm(momenta)
         scales = [torch.where(n > clip_grad_norm, clip_grad_norm / (n + CLIP_EPS), 1.0).to(n.dtype)
                   for n in norms]
-        torch._foreach_mul_(momentum_buffers, scales)
+        torch._foreach_mul_(momenta, scales)
+    if momentum_dtype is not None:
+        torch._foreach_copy_(momentum_buffers, momenta)
+    inputs: list[Tensor] | tuple[Tensor, ...] = momenta
+    if nesterov:
+        inputs = torch._foreach_mul(momenta, beta)
+        torch._foreach_add_(inputs, grads, alpha=1.0 - beta)
     if weight_decay != 0.0:
         # p - (lr*wd) p rather than p * (1 - lr*wd): the factor 1 - lr*wd rounds to
         # float32 with a relative error that accumulates into a drift (1.3e-6 after 50
@@ -199,7 +266,7 @@ def muon(
         torch._foreach_add_(params, params, alpha=-lr * weight_decay)
 
     buckets: dict[Any, list[tuple[Tensor, Tensor, ResolvedAxes]]] = defaultdict(list)
-    for p, m in zip(params, momentum_buffers, strict=True):
+    for p, m in zip(params, inputs, strict=True):
         axes = resolve_matrix_axes(p.shape, matrix_axes)
         if axes is None:
             if rms_scale:
@@ -211,11 +278,49 @@ def muon(
             mb = _to_batched(m, axes)
             buckets[(tuple(mb.shape[1:]), m.dtype, m.device)].append((p, mb, axes))
 
-    for bucket in buckets.values():
+    for (rows_cols, _, _), bucket in buckets.items():
+        # Torch layout: rows are the fan-out (``Linear.weight`` is ``(out, in)``).
+        step = lr * lr_adjustment(adjust_lr, fan_in=rows_cols[1], fan_out=rows_cols[0])
         batched = torch.cat([mb for _, mb, _ in bucket]) if len(bucket) > 1 else bucket[0][1]
-        directions = orthogonalize_(batched, method, ns_iters, eps)
+        directions = orthogonalize_(batched, method, ns_iters, eps, orthogonalize_dtype)
         offset = 0
         for p, mb, axes in bucket:
             n = mb.shape[0]
-            p.add_(_from_batched(directions[offset:offset + n], p, axes), alpha=-lr)
+            p.add_(_from_batched(directions[offset:offset + n], p, axes), alpha=-step)
             offset += n
+
+
+def param_groups(
+    model: torch.nn.Module,
+    *,
+    adamw: Callable[[str, Tensor], bool] | Sequence[str] = (),
+    adamw_lr: float | None = None,
+    matrix_axes: MatrixAxes | None = None,
+    **adamw_overrides: Any,
+) -> list[dict[str, Any]]:
+    """Split ``model``'s parameters into a Muon group and an AdamW group.
+
+    Matrices (2-D, or those ``matrix_axes`` describes) go to Muon, everything else
+    to AdamW (``algorithm="adamw"``). ``adamw`` moves matrices to AdamW too: a
+    predicate on ``(name, param)`` or substrings of the parameter name, e.g.
+    ``("embed", "head")``. The twin of ``muon_jax.muon_labels``.
+    """
+    if callable(adamw):
+        to_adamw = adamw
+    else:
+        names = tuple(adamw)
+        to_adamw = lambda name, p: any(n in name for n in names)  # noqa: E731
+    muon_params: list[Tensor] = []
+    adamw_params: list[Tensor] = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_matrix = resolve_matrix_axes(p.shape, matrix_axes if p.ndim >= 2 else None) is not None
+        (muon_params if is_matrix and not to_adamw(name, p) else adamw_params).append(p)
+    adamw_group: dict[str, Any] = {"params": adamw_params, "algorithm": "adamw", **adamw_overrides}
+    if adamw_lr is not None:
+        adamw_group["lr"] = adamw_lr
+    muon_group: dict[str, Any] = {"params": muon_params}
+    if matrix_axes is not None:
+        muon_group["matrix_axes"] = matrix_axes
+    return [g for g in (muon_group, adamw_group) if g["params"]]

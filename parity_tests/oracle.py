@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import ml_dtypes
 import numpy as np
+
+from muon_common import NS_METHODS
 
 
 def inv_sqrt_newton_schulz(A: np.ndarray, iters: int, eps: float) -> np.ndarray:
@@ -56,30 +60,89 @@ def orthogonalize_stacked(m: np.ndarray, rows: tuple[int, ...], cols: tuple[int,
     return np.transpose(out.reshape([m.shape[a] for a in perm]), np.argsort(perm))
 
 
+def orthogonalize_polynomial(G: np.ndarray, steps: list[tuple[float, float, float]], norm_scale: float,
+                             eps: float) -> np.ndarray:
+    """The odd-polynomial iteration ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, as written."""
+    X = G / (norm_scale * np.sqrt(np.sum(G * G) + (G.shape[1] + 1) * eps))
+    for a, b, c in steps:
+        A = X @ X.T
+        X = a * X + b * (A @ X) + c * (A @ A @ X)
+    return X
+
+
+def to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """Round to bfloat16 (nearest, ties to even) and back to float64."""
+    return x.astype(ml_dtypes.bfloat16).astype(np.float64)
+
+
 @dataclass
 class OracleMuon:
-    """The reference optimizer over a dict of float64 numpy arrays."""
+    """The reference optimizer over a dict of float64 numpy arrays, plus the options.
+
+    Options beyond the reference: ``method`` may name a polynomial method or be a list
+    of triples; ``nesterov``; ``adjust_lr`` (torch layout: rows are the fan-out);
+    ``momentum_dtype="bfloat16"`` rounds the stored momentum; ``adamw`` names the
+    params that AdamW optimises instead.
+    """
 
     lr: float
     beta: float = 0.9
     weight_decay: float = 0.01
     eps: float = 1e-8
     ns_iters: int = 5
-    method: str = "ns"
+    method: Any = "ns"
     rms_scale: bool = True
     clip_grad_norm: float | None = None
+    nesterov: bool = False
+    adjust_lr: str | None = None
+    momentum_dtype: str | None = None
     #: name -> (row axes, col axes) for stacked matrices; others follow the 2-D rule.
     matrix_axes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    #: names of the params optimised by AdamW, and its (lr, beta1, beta2).
+    adamw: tuple[str, ...] = ()
+    adamw_hyper: tuple[float, float, float] = (1e-3, 0.9, 0.999)
     momentum: dict[str, np.ndarray] = field(default_factory=dict)
+    adamw_state: dict[str, list[Any]] = field(default_factory=dict)
 
     def _orthogonalize(self, m: np.ndarray) -> np.ndarray:
         if self.method == "svd":
             return orthogonalize_svd(m)
-        return orthogonalize_ns(m, self.ns_iters, self.eps)
+        if self.method == "ns":
+            return orthogonalize_ns(m, self.ns_iters, self.eps)
+        if isinstance(self.method, str):
+            table, norm_scale = NS_METHODS[self.method].coefficients, NS_METHODS[self.method].norm_scale
+        else:
+            table, norm_scale = tuple(self.method), 1.0
+        steps = [table[min(k, len(table) - 1)] for k in range(self.ns_iters)]
+        return orthogonalize_polynomial(m, steps, norm_scale, self.eps)
+
+    def _lr_factor(self, fan_out: int, fan_in: int) -> float:
+        if self.adjust_lr == "original":
+            return float(np.sqrt(max(1.0, fan_out / fan_in)))
+        if self.adjust_lr == "match_rms_adamw":
+            return 0.2 * float(np.sqrt(max(fan_in, fan_out)))
+        return 1.0
+
+    def _adamw_step(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        lr, b1, b2 = self.adamw_hyper
+        state = self.adamw_state.setdefault(name, [0, np.zeros_like(p), np.zeros_like(p)])
+        state[0] += 1
+        t, mu, nu = state
+        mu *= b1
+        mu += (1.0 - b1) * g
+        nu *= b2
+        nu += (1.0 - b2) * g * g
+        mu_hat = mu / (1.0 - b1**t)
+        nu_hat = nu / (1.0 - b2**t)
+        p *= 1.0 - lr * self.weight_decay
+        p -= lr * mu_hat / (np.sqrt(nu_hat) + self.eps)
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         for name, p in params.items():
             g = grads[name]
+            if name in self.adamw:
+                self._adamw_step(name, p, g)
+                continue
             m = self.momentum.setdefault(name, np.zeros_like(p))
             m *= self.beta
             m += (1.0 - self.beta) * g
@@ -87,15 +150,22 @@ class OracleMuon:
                 norm = np.sqrt(np.sum(m * m))
                 if norm > self.clip_grad_norm:
                     m *= self.clip_grad_norm / (norm + 1e-12)
+            direction_input = self.beta * m + (1.0 - self.beta) * g if self.nesterov else m
+            if self.momentum_dtype == "bfloat16":
+                m[...] = to_bfloat16(m)
             if self.weight_decay != 0.0:
                 p *= 1.0 - self.lr * self.weight_decay
+            factor = 1.0
             if name in self.matrix_axes:
                 rows, cols = self.matrix_axes[name]
-                U = orthogonalize_stacked(m, rows, cols, self._orthogonalize)
+                U = orthogonalize_stacked(direction_input, rows, cols, self._orthogonalize)
+                factor = self._lr_factor(int(np.prod([p.shape[a] for a in rows])),
+                                         int(np.prod([p.shape[a] for a in cols])))
             elif p.ndim == 2:
-                U = self._orthogonalize(m)
+                U = self._orthogonalize(direction_input)
+                factor = self._lr_factor(*p.shape)
             elif self.rms_scale:
-                U = m / np.sqrt(np.mean(m * m) + self.eps)
+                U = direction_input / np.sqrt(np.mean(direction_input * direction_input) + self.eps)
             else:
-                U = m
-            p -= self.lr * U
+                U = direction_input
+            p -= self.lr * factor * U

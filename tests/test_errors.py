@@ -53,6 +53,16 @@ BAD_HYPERPARAMETERS = [
     ("rms_scale", 1),
     ("rms_scale", "yes"),
     ("rms_scale", None),
+    ("method", []),
+    ("method", [(1.5, -0.5)]),
+    ("method", [(1.5, -0.5, float("nan"))]),
+    ("nesterov", 1),
+    ("nesterov", None),
+    ("adjust_lr", "keller"),
+    ("adjust_lr", True),
+    ("momentum_dtype", "float16"),
+    ("momentum_dtype", "bf16"),
+    ("orthogonalize_dtype", "float16"),
 ]
 
 _TEMPLATES = {
@@ -62,10 +72,13 @@ _TEMPLATES = {
     "ns_iters": Messages.NS_ITERS,
     "clip_grad_norm": Messages.CLIP,
     "rms_scale": Messages.RMS_SCALE,
+    "nesterov": Messages.NESTEROV,
+    "adjust_lr": Messages.ADJUST_LR,
 }
 
 #: The arguments of ``scale_by_muon`` (no learning rate, no weight decay).
-SCALE_BY_MUON_ARGS = ("beta", "eps", "ns_iters", "method", "rms_scale", "clip_grad_norm")
+SCALE_BY_MUON_ARGS = ("beta", "eps", "ns_iters", "method", "rms_scale", "clip_grad_norm", "nesterov", "adjust_lr",
+                      "momentum_dtype", "orthogonalize_dtype")
 
 
 def _expected(name: str, value: object, lr_name: str) -> str:
@@ -74,6 +87,8 @@ def _expected(name: str, value: object, lr_name: str) -> str:
         return Messages.LR.format(name=lr_name, value=value)
     if name == "method":
         return Messages.METHOD.format(value=value, choices=", ".join(map(repr, METHODS)))
+    if name in ("momentum_dtype", "orthogonalize_dtype"):
+        return Messages.DTYPE.format(name=name, value=value)
     return _TEMPLATES[name].format(value=value)
 
 
@@ -109,6 +124,23 @@ def test_bad_hyperparameter_rejected_identically(name: str, value: object) -> No
     assert repr(value) in torch_msg
 
 
+def test_svd_with_bfloat16_orthogonalization_rejected_identically() -> None:
+    kwargs = {"method": "svd", "orthogonalize_dtype": "bfloat16"}
+    expected = Messages.SVD_DTYPE.format(value="bfloat16")
+    assert _message(muon_torch.Muon, [_param()], lr=0.1, **kwargs) == expected
+    assert _message(muon_jax.muon, 0.1, **kwargs) == expected
+    assert _message(muon_jax.scale_by_muon, **kwargs) == expected
+
+
+def test_bad_adamw_group_rejected_identically() -> None:
+    expected = Messages.BETAS.format(value=(0.9, 1.0))
+    assert _message(muon_torch.Muon, [{"params": [_param()], "algorithm": "adamw", "betas": (0.9, 1.0)}],
+                    lr=0.1) == expected
+    assert _message(muon_jax.muon_with_adamw, 0.1, adamw_betas=(0.9, 1.0)) == expected
+    assert _message(muon_torch.Muon, [{"params": [_param()], "algorithm": "sgd"}], lr=0.1) == (
+        Messages.ALGORITHM.format(value="sgd"))
+
+
 @pytest.mark.parametrize(
     ("name", "value"), [(n, v) for n, v in BAD_HYPERPARAMETERS if n in SCALE_BY_MUON_ARGS], ids=lambda x: repr(x)
 )
@@ -126,7 +158,9 @@ def test_the_table_covers_every_hyperparameter() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [("lr", 1e-3), ("beta", 0.0), ("weight_decay", 0.0), ("eps", 1e-30), ("ns_iters", 1), ("method", "svd"),
-     ("clip_grad_norm", 1e-6), ("rms_scale", False)],
+     ("clip_grad_norm", 1e-6), ("rms_scale", False), ("method", "quintic"), ("method", "polar_express"),
+     ("method", [(1.5, -0.5, 0.0)]), ("nesterov", True), ("adjust_lr", "original"), ("adjust_lr", "match_rms_adamw"),
+     ("momentum_dtype", "bfloat16"), ("orthogonalize_dtype", "bfloat16")],
 )
 def test_edge_values_accepted(name: str, value: object) -> None:
     """The boundary of each check is on the right side (so the table above is not vacuous)."""

@@ -21,9 +21,9 @@ STEPS = 3
 def _params() -> dict[str, jax.Array]:
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
     return {
-        "w": jax.random.normal(k1, (6, 4)),
-        "v": jax.random.normal(k2, (4, 6)),  # wide: Newton–Schulz on the other side
-        "b": jax.random.normal(k3, (4,)),  # not 2-D: RMS-scaled, not orthogonalised
+        "w": jax.random.normal(k1, (6, 4), jnp.float32),
+        "v": jax.random.normal(k2, (4, 6), jnp.float32),  # wide: Newton–Schulz on the other side
+        "b": jax.random.normal(k3, (4,), jnp.float32),  # not 2-D: RMS-scaled, not orthogonalised
     }
 
 
