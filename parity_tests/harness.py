@@ -63,9 +63,11 @@ Result = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]  # params, momentum
 
 
 def run_oracle(config: dict[str, Any], params: dict[str, np.ndarray],
-               grads: list[dict[str, np.ndarray]]) -> Result:
+               grads: list[dict[str, np.ndarray]], **oracle_only: Any) -> Result:
+    """The oracle in float64; it has no ``orthogonalize_dtype`` (always exact arithmetic)."""
     p = {k: v.astype(np.float64).copy() for k, v in params.items()}
-    opt = OracleMuon(lr=LR, matrix_axes=config.get("matrix_axes", {}), **hyper(config))
+    kwargs = {k: v for k, v in hyper(config).items() if k != "orthogonalize_dtype"}
+    opt = OracleMuon(lr=LR, matrix_axes=config.get("matrix_axes", {}), **kwargs, **oracle_only)
     for g in grads:
         opt.step(p, g)
     return p, opt.momentum
@@ -81,14 +83,22 @@ def run_torch(config: dict[str, Any], params: dict[str, np.ndarray], grads: list
         for k, t in p.items():
             t.grad = torch.tensor(g[k], dtype=tdtype)
         opt.step()
-    momentum = {k: opt.state[t]["momentum_buffer"].numpy().copy() for k, t in p.items()}
-    return {k: t.detach().numpy().copy() for k, t in p.items()}, momentum
+    momentum = {k: opt.state[t]["momentum_buffer"].double().numpy() for k, t in p.items()
+                if "momentum_buffer" in opt.state[t]}
+    return {k: t.detach().double().numpy() for k, t in p.items()}, momentum
 
 
 def run_jax(config: dict[str, Any], params: dict[str, np.ndarray], grads: list[dict[str, np.ndarray]],
-            dtype: np.dtype, tx: optax.GradientTransformation | None = None, jit: bool = True) -> Result:
+            dtype: np.dtype, tx: optax.GradientTransformation | None = None, jit: bool = True,
+            flax_layout: bool = False) -> Result:
+    """Run ``muon_jax.muon`` (or ``tx``); with ``flax_layout`` 2-D params live transposed,
+    as Flax ``(in, out)`` kernels of torch ``(out, in)`` weights, and come back in torch layout."""
     tx = tx or muon_jax.muon(LR, **hyper(config))
-    p = {k: jnp.asarray(v, dtype=dtype) for k, v in params.items()}
+
+    def layout(tree: dict[str, Any]) -> dict[str, Any]:
+        return {k: (v.T if flax_layout and v.ndim == 2 else v) for k, v in tree.items()}
+
+    p = {k: jnp.asarray(v, dtype=dtype) for k, v in layout(params).items()}
     state = tx.init(p)
 
     def step(p: Any, state: Any, g: Any) -> tuple[Any, Any]:
@@ -97,10 +107,12 @@ def run_jax(config: dict[str, Any], params: dict[str, np.ndarray], grads: list[d
 
     step_fn = jax.jit(step) if jit else step
     for g in grads:
-        p, state = step_fn(p, state, {k: jnp.asarray(v, dtype=dtype) for k, v in g.items()})
-    inner = state[0] if isinstance(state, tuple) and not hasattr(state, "momentum") else state
-    momentum = inner.momentum
-    return {k: np.asarray(v) for k, v in p.items()}, {k: np.asarray(v) for k, v in momentum.items()}
+        p, state = step_fn(p, state, {k: jnp.asarray(v, dtype=dtype) for k, v in layout(g).items()})
+    momenta = [s.momentum for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, muon_jax.ScaleByMuonState))
+               if isinstance(s, muon_jax.ScaleByMuonState)]
+    momentum = {k: v for k, v in momenta[0].items() if not isinstance(v, optax.MaskedNode)}
+    as_numpy = lambda tree: {k: np.asarray(v, dtype=np.float64) for k, v in layout(tree).items()}  # noqa: E731
+    return as_numpy(p), as_numpy(momentum)
 
 
 def max_rel_err(a: dict[str, np.ndarray], b: dict[str, np.ndarray],

@@ -150,7 +150,7 @@ class OracleMuon:
                 norm = np.sqrt(np.sum(m * m))
                 if norm > self.clip_grad_norm:
                     m *= self.clip_grad_norm / (norm + 1e-12)
-            direction_input = self.beta * m + (1.0 - self.beta) * g if self.nesterov else m
+            direction_input = self.beta * m + (1.0 - self.beta) * g if self.nesterov else m.copy()
             if self.momentum_dtype == "bfloat16":
                 m[...] = to_bfloat16(m)
             if self.weight_decay != 0.0:
