@@ -1,0 +1,461 @@
+"""Speed and memory of the Muon twins against their baselines, printed as markdown tables.
+
+Run ``python benchmarks/bench.py`` (full sizes, a few minutes on a 2-core CPU) or
+``python benchmarks/bench.py --quick`` (small sizes, a smoke run of every path).
+
+Sections:
+
+1. the machine's float32 matmul ceiling in torch and in ``jax.jit`` (GFLOP/s);
+2. orthogonalisation time: ours (``"ns"``, ``"svd"``), the reference formulation
+   (coupled Newton–Schulz inverse square root of ``G^T G + eps I``, re-implemented
+   here), and the quintic Newton–Schulz of ``optax.contrib`` and ``torch.optim``,
+   as time, ratio to the reference in the same framework and % of the matmul ceiling;
+3. optimizer step time on 6 ``Linear(1024, 1024)`` layers, against AdamW, the
+   frameworks' own Muon and a re-implementation of the reference step;
+4. optimizer-state memory after one step, against the params' bytes.
+
+Timing: ``time.perf_counter``, one warm-up call, then the median of up to
+``--repeats`` calls (fewer when a call is slow: see ``measure``). JAX functions are
+jitted and compiled ahead of time, and every JAX timing waits on
+``block_until_ready``; torch runs under ``torch.no_grad()``. float32 throughout,
+except ``torch.optim``'s Newton–Schulz, which casts to bfloat16 itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.contrib
+import torch
+from optax.contrib import _muon as optax_muon
+from torch import nn
+from torch.optim import _muon as torch_muon
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import muon_jax
+import muon_torch
+from muon_torch._orthogonalize import orthogonalize_ as torch_orthogonalize_
+
+EPS = 1e-8
+NS_ITERS = 5
+QUINTIC = (3.4445, -4.7750, 2.0315)
+LR = 0.02
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@dataclass
+class Timing:
+    """Median seconds of ``n`` timed calls."""
+
+    seconds: float
+    n: int
+    warm_only: bool = False  # the single sample is the (un-warmed) first call
+
+    @property
+    def label(self) -> str:
+        return "1 (no warm-up)" if self.warm_only else str(self.n)
+
+    @property
+    def ms(self) -> float:
+        return self.seconds * 1e3
+
+
+@dataclass
+class Config:
+    repeats: int  # most timed calls per case
+    budget_s: float  # aim for about this much timed work per case
+    slow_s: float  # a warm-up longer than this is the only sample
+
+
+def measure(fn: Callable[[], Any], cfg: Config, sync: Callable[[Any], Any] | None = None) -> Timing:
+    """Warm up once, then the median of ``n`` calls, ``1 <= n <= cfg.repeats``.
+
+    ``n`` is chosen so the timed calls take about ``cfg.budget_s``, at least 3 when
+    that fits. A case whose warm-up call alone takes more than ``cfg.slow_s`` is timed
+    by that call only (the JAX functions are compiled beforehand, so it is a plain run).
+    """
+
+    def call() -> float:
+        start = time.perf_counter()
+        out = fn()
+        if sync is not None:
+            sync(out)
+        return time.perf_counter() - start
+
+    first = call()
+    if first > cfg.slow_s:
+        return Timing(first, 1, warm_only=True)
+    n = max(1, min(cfg.repeats, int(cfg.budget_s / max(first, 1e-6))))
+    return Timing(statistics.median(call() for _ in range(n)), n)
+
+
+def jax_sync(out: Any) -> Any:
+    return jax.block_until_ready(out)
+
+
+def aot(fn: Callable[..., Any], *args: Any, donate_argnums: tuple[int, ...] = ()) -> Callable[..., Any]:
+    """``jax.jit(fn)`` compiled ahead of time for ``args``, so no timing sees a compile."""
+    return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+
+
+# --------------------------------------------------------------------------- output
+
+
+def table(headers: list[str], rows: Iterable[list[str]]) -> None:
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(flush=True)
+
+
+def fmt_ms(t: Timing) -> str:
+    return f"{t.ms:.2f}" if t.ms < 100 else f"{t.ms:.0f}"
+
+
+def fmt_ratio(x: float) -> str:
+    return f"{x:.2f}x"
+
+
+def fmt_pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def fmt_bytes(b: int) -> str:
+    return f"{b / 2**20:.2f} MiB"
+
+
+# --------------------------------------------------------------------------- reference formulation
+
+
+def reference_torch(G: torch.Tensor, iters: int = NS_ITERS, eps: float = EPS) -> torch.Tensor:
+    """The reference: ``G (G^T G + eps I)^{-1/2}``, coupled Newton–Schulz on the column side."""
+    n = G.shape[-1]
+    eye = torch.eye(n, dtype=G.dtype, device=G.device)
+    S = G.mT @ G + eps * eye
+    trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)[..., None, None]
+    Y = S / (trace + eps)
+    Z = eye.expand_as(S)
+    for _ in range(iters):
+        T = 0.5 * (3.0 * eye - Z @ Y)
+        Y = Y @ T
+        Z = T @ Z
+    return G @ (Z / torch.sqrt(trace + eps))
+
+
+def reference_jax(G: jax.Array, iters: int = NS_ITERS, eps: float = EPS) -> jax.Array:
+    """:func:`reference_torch` in JAX."""
+    n = G.shape[-1]
+    eye = jnp.eye(n, dtype=G.dtype)
+    S = jnp.swapaxes(G, -1, -2) @ G + eps * eye
+    trace = jnp.trace(S, axis1=-2, axis2=-1)[..., None, None]
+    Y = S / (trace + eps)
+    Z = jnp.broadcast_to(eye, S.shape)
+    for _ in range(iters):
+        T = 0.5 * (3.0 * eye - Z @ Y)
+        Y = Y @ T
+        Z = T @ Z
+    return G @ (Z / jnp.sqrt(trace + eps))
+
+
+class ReferenceMuon:
+    """The reference optimizer step in torch, one parameter at a time (as ``parity_tests/oracle.py``)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, beta: float = 0.9, weight_decay: float = 0.01,
+                 eps: float = EPS, ns_iters: int = NS_ITERS) -> None:
+        self.params, self.lr, self.beta, self.wd, self.eps, self.iters = params, lr, beta, weight_decay, eps, ns_iters
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p in self.params:
+            assert p.grad is not None
+            st = self.state.setdefault(p, {"momentum_buffer": torch.zeros_like(p)})
+            m = st["momentum_buffer"]
+            m.mul_(self.beta).add_(p.grad, alpha=1.0 - self.beta)
+            p.mul_(1.0 - self.lr * self.wd)
+            if p.ndim == 2:
+                U = reference_torch(m, self.iters, self.eps)
+            else:
+                U = m / torch.sqrt(m.square().mean() + self.eps)
+            p.add_(U, alpha=-self.lr)
+
+
+# --------------------------------------------------------------------------- FLOP counts
+
+
+def flops_ours_ns(m: int, n: int, batch: int) -> float:
+    s, l = min(m, n), max(m, n)
+    return batch * NS_ITERS * (2 * s * s * l * 2)
+
+
+def flops_reference(m: int, n: int, batch: int) -> float:
+    return batch * (2 * m * n * n + NS_ITERS * 3 * 2 * n**3 + 2 * m * n * n)
+
+
+def flops_quintic(m: int, n: int, batch: int) -> float:
+    s, l = min(m, n), max(m, n)
+    return batch * NS_ITERS * (4 * s * s * l + 2 * s**3)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def section_ceiling(size: int, cfg: Config) -> dict[str, float]:
+    print(f"## 1. fp32 matmul ceiling ({size}x{size} @ {size}x{size})\n")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    flops = 2 * size**3
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    t_torch = measure(lambda: ta @ tb, cfg)
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    mm = aot(lambda x, y: x @ y, ja, jb)
+    t_jax = measure(lambda: mm(ja, jb), cfg, jax_sync)
+    ceiling = {"torch": flops / t_torch.seconds / 1e9, "jax": flops / t_jax.seconds / 1e9}
+    table(["framework", "time (ms)", "n", "GFLOP/s"], [
+        ["torch", fmt_ms(t_torch), t_torch.label, f"{ceiling['torch']:.1f}"],
+        ["jax.jit", fmt_ms(t_jax), t_jax.label, f"{ceiling['jax']:.1f}"],
+    ])
+    return ceiling
+
+
+def section_orthogonalize(shapes: list[tuple[int, ...]], cfg: Config, ceiling: dict[str, float]) -> None:
+    print(f"## 2. Orthogonalisation ({NS_ITERS} iterations, fp32 unless stated)\n")
+    print("ratio = time / time of the reference formulation in the same framework (lower is faster); "
+          "% ceiling = useful FLOPs of the algorithm / time / that framework's matmul GFLOP/s.\n")
+    rng = np.random.default_rng(1)
+    quintic_j = jnp.array(QUINTIC, dtype=jnp.float32)
+
+    def optax_ns(x: jax.Array) -> jax.Array:
+        f = lambda y: optax_muon.orthogonalize_via_newton_schulz(y, ns_coeffs=quintic_j, ns_steps=NS_ITERS)  # noqa: E731
+        return jax.vmap(f)(x) if x.ndim == 3 else f(x)
+
+    def torch_ns(x: torch.Tensor) -> torch.Tensor:
+        f = lambda y: torch_muon._zeropower_via_newtonschulz(y, QUINTIC, NS_ITERS, 1e-7)  # noqa: E731
+        return torch.stack([f(y) for y in x]) if x.ndim == 3 else f(x)
+
+    for shape in shapes:
+        *batch_dims, m, n = shape
+        batch = int(np.prod(batch_dims)) if batch_dims else 1
+        name = "x".join(map(str, shape))
+        g = rng.standard_normal(shape, dtype=np.float32)
+        tg, jg = torch.from_numpy(g), jnp.asarray(g)
+        f_ours, f_ref, f_quint = flops_ours_ns(m, n, batch), flops_reference(m, n, batch), flops_quintic(m, n, batch)
+
+        j_ref = aot(reference_jax, jg)
+        j_ns = aot(partial(muon_jax.orthogonalize, method="ns", ns_iters=NS_ITERS), jg)
+        j_svd = aot(partial(muon_jax.orthogonalize, method="svd"), jg)
+        j_quint = aot(optax_ns, jg)
+        j_ours_q = aot(partial(muon_jax.orthogonalize, method="quintic", ns_iters=NS_ITERS), jg)
+        j_ours_pe = aot(partial(muon_jax.orthogonalize, method="polar_express", ns_iters=NS_ITERS), jg)
+        batch_note = " (loop over batch)" if batch_dims else ""
+        # (label, framework, call, useful FLOPs or None, JAX?)
+        cases: list[tuple[str, str, Callable[[], Any], float | None, bool]] = [
+            ("reference formulation", "torch", partial(reference_torch, tg), f_ref, False),
+            ("ours ns", "torch", partial(muon_torch.orthogonalize, tg, method="ns", ns_iters=NS_ITERS), f_ours, False),
+            ("ours svd", "torch", partial(muon_torch.orthogonalize, tg, method="svd"), None, False),
+            ("ours quintic", "torch", partial(muon_torch.orthogonalize, tg, method="quintic"), f_quint, False),
+            ("ours polar_express", "torch", partial(muon_torch.orthogonalize, tg, method="polar_express"), f_quint,
+             False),
+            ("ours quintic, bf16", "torch", partial(muon_torch.orthogonalize, tg, method="quintic", dtype="bfloat16"),
+             f_quint, False),
+            (f"torch.optim quintic NS, bf16{batch_note}", "torch", partial(torch_ns, tg), f_quint, False),
+            ("reference formulation", "jax", partial(j_ref, jg), f_ref, True),
+            ("ours ns", "jax", partial(j_ns, jg), f_ours, True),
+            ("ours svd", "jax", partial(j_svd, jg), None, True),
+            ("ours quintic", "jax", partial(j_ours_q, jg), f_quint, True),
+            ("ours polar_express", "jax", partial(j_ours_pe, jg), f_quint, True),
+            ("optax.contrib quintic NS" + (" (vmap)" if batch_dims else ""), "jax", partial(j_quint, jg), f_quint,
+             True),
+        ]
+
+        print(f"### {name}\n")
+        rows = []
+        ref_time: dict[str, float] = {}
+        with torch.no_grad():
+            for label, fw, call, flops, is_jax in cases:
+                t = measure(call, cfg, jax_sync if is_jax else None)
+                if label == "reference formulation":
+                    ref_time[fw] = t.seconds
+                ratio = fmt_ratio(t.seconds / ref_time[fw])
+                pct = fmt_pct(flops / t.seconds / 1e9 / ceiling[fw]) if flops is not None else "-"
+                rows.append([label, fw, fmt_ms(t), t.label, ratio, pct])
+                print(f"  .. {name} {fw} {label}: {t.ms:.1f} ms (n={t.n})", file=sys.stderr, flush=True)
+        table(["algorithm", "framework", "time (ms)", "n", "ratio to reference", "% ceiling"], rows)
+
+
+def torch_state_bytes(*opts: Any) -> int:
+    total = 0
+    for opt in opts:
+        for st in opt.state.values():
+            for v in st.values():
+                if isinstance(v, torch.Tensor):
+                    total += v.nbytes
+    return total
+
+
+def jax_state_bytes(state: Any) -> int:
+    return sum(int(leaf.nbytes) for leaf in jax.tree.leaves(state) if hasattr(leaf, "nbytes"))
+
+
+def section_step(width: int, layers: int, cfg: Config) -> None:
+    print(f"## 3. Optimizer step ({layers} x Linear({width}, {width}) with bias, fp32)\n")
+    rng = np.random.default_rng(2)
+    weights = [rng.standard_normal((width, width), dtype=np.float32) * width**-0.5 for _ in range(layers)]
+    biases = [rng.standard_normal((width,), dtype=np.float32) * 0.01 for _ in range(layers)]
+    gw = [rng.standard_normal((width, width), dtype=np.float32) for _ in range(layers)]
+    gb = [rng.standard_normal((width,), dtype=np.float32) for _ in range(layers)]
+    param_bytes = sum(w.nbytes for w in weights) + sum(b.nbytes for b in biases)
+
+    # ---- torch
+    def torch_model() -> nn.Sequential:
+        model = nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)])
+        with torch.no_grad():
+            for i, lin in enumerate(model):
+                assert isinstance(lin, nn.Linear)
+                lin.weight.copy_(torch.from_numpy(weights[i]))
+                lin.bias.copy_(torch.from_numpy(biases[i]))
+                lin.weight.grad = torch.from_numpy(gw[i]).clone()
+                lin.bias.grad = torch.from_numpy(gb[i]).clone()
+        return model
+
+    def torch_opts(model: nn.Sequential) -> list[Any]:
+        return [torch.optim.AdamW(model.parameters(), lr=1e-3)]
+
+    def torch_builtin_muon(model: nn.Sequential) -> list[Any]:
+        mats = [p for p in model.parameters() if p.ndim == 2]
+        vecs = [p for p in model.parameters() if p.ndim != 2]
+        return [torch.optim.Muon(mats, lr=LR), torch.optim.AdamW(vecs, lr=1e-3)]
+
+    torch_cases: list[tuple[str, Callable[[nn.Sequential], list[Any]]]] = [
+        ("torch.optim.AdamW", torch_opts),
+        ("ours: muon_torch.Muon", lambda m: [muon_torch.Muon(m.parameters(), lr=LR)]),
+        ("torch.optim.Muon (2-D) + AdamW (biases)", torch_builtin_muon),
+        ("reference formulation (per-param loop)", lambda m: [ReferenceMuon(list(m.parameters()), lr=LR)]),
+    ]
+    step_rows, mem_rows = [], []
+    results: dict[str, float] = {}
+    with torch.no_grad():
+        for label, make in torch_cases:
+            model = torch_model()
+            opts = make(model)
+
+            def step(opts: list[Any] = opts) -> None:
+                for o in opts:
+                    o.step()
+
+            t = measure(step, cfg)
+            results[label] = t.seconds
+            step_rows.append([label, "torch", fmt_ms(t), t.label, fmt_ratio(t.seconds / results["torch.optim.AdamW"])])
+            sb = torch_state_bytes(*opts)
+            mem_rows.append([label, "torch", fmt_bytes(sb), fmt_ratio(sb / param_bytes)])
+            print(f"  .. step torch {label}: {t.ms:.1f} ms (n={t.n})", file=sys.stderr, flush=True)
+        stacked = torch.from_numpy(np.stack(gw))
+        t_orth_torch = measure(lambda: torch_orthogonalize_(stacked, "ns", NS_ITERS, EPS), cfg)
+
+    # ---- jax
+    jparams = {f"layer{i}": {"kernel": jnp.asarray(weights[i]), "bias": jnp.asarray(biases[i])} for i in range(layers)}
+    jgrads = {f"layer{i}": {"kernel": jnp.asarray(gw[i]), "bias": jnp.asarray(gb[i])} for i in range(layers)}
+    jax_cases: list[tuple[str, optax.GradientTransformation]] = [
+        ("optax.adamw", optax.adamw(1e-3)),
+        ("ours: muon_jax.muon", muon_jax.muon(LR)),
+        ("optax.contrib.muon", optax.contrib.muon(LR)),
+    ]
+    for label, tx in jax_cases:
+
+        def update(params: Any, state: Any, grads: Any, tx: optax.GradientTransformation = tx) -> Any:
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+        params = jax.tree.map(jnp.copy, jparams)
+        state = tx.init(params)
+        compiled = aot(update, params, state, jgrads, donate_argnums=(0, 1))
+        holder = [params, state]
+
+        def step(compiled: Any = compiled, holder: list[Any] = holder) -> Any:
+            holder[0], holder[1] = compiled(holder[0], holder[1], jgrads)
+            return holder
+
+        t = measure(step, cfg, jax_sync)
+        results[label] = t.seconds
+        step_rows.append([label, "jax", fmt_ms(t), t.label, fmt_ratio(t.seconds / results["optax.adamw"])])
+        sb = jax_state_bytes(holder[1])
+        mem_rows.append([label, "jax", fmt_bytes(sb), fmt_ratio(sb / param_bytes)])
+        print(f"  .. step jax {label}: {t.ms:.1f} ms (n={t.n})", file=sys.stderr, flush=True)
+    jstacked = jnp.asarray(np.stack(gw))
+    j_orth = aot(lambda x: muon_jax.orthogonalize(x, method="ns", ns_iters=NS_ITERS), jstacked)
+    t_orth_jax = measure(lambda: j_orth(jstacked), cfg, jax_sync)
+
+    print("ratio = step time / AdamW's step time in the same framework. "
+          "JAX: one jitted update + apply_updates, params and state donated.\n")
+    table(["optimizer", "framework", "ms/step", "n", "ratio to AdamW"], step_rows)
+
+    print(f"Time outside the orthogonalisation: step time minus the time of orthogonalising the same "
+          f"{layers} matrices batched ({layers}x{width}x{width}, ns, {NS_ITERS} iterations).\n")
+    rows = []
+    for label, fw, t_orth in [("ours: muon_torch.Muon", "torch", t_orth_torch),
+                              ("ours: muon_jax.muon", "jax", t_orth_jax)]:
+        step_s = results[label]
+        outside = step_s - t_orth.seconds
+        rows.append([label, fw, f"{step_s * 1e3:.2f}", fmt_ms(t_orth), f"{outside * 1e3:.2f}",
+                     fmt_pct(outside / step_s)])
+    table(["optimizer", "framework", "step (ms)", "batched orthogonalisation (ms)", "outside (ms)",
+           "outside (% of step)"], rows)
+
+    print(f"## 4. Optimizer-state memory after one step (params: {fmt_bytes(param_bytes)})\n")
+    print("torch: sum of the tensors' nbytes in opt.state (both optimizers where two are used); "
+          "jax: sum of the opt state's leaves' nbytes.\n")
+    table(["optimizer", "framework", "state", "state / params"], mem_rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
+    parser.add_argument("--repeats", type=int, default=None, help="most timed calls per case")
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        cfg = Config(repeats=args.repeats or 3, budget_s=0.2, slow_s=1.0)
+        mm_size, width = 256, 128
+        shapes: list[tuple[int, ...]] = [(64, 64), (128, 128), (128, 512), (512, 128), (6, 128, 128)]
+    else:
+        cfg = Config(repeats=args.repeats or 7, budget_s=3.0, slow_s=6.0)
+        mm_size, width = 2048, 1024
+        shapes = [(512, 512), (1024, 1024), (1024, 4096), (4096, 1024), (6, 1024, 1024)]
+
+    start = time.perf_counter()
+    print("# Muon twins benchmark" + (" (--quick)" if args.quick else "") + "\n")
+    print(f"- {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average at start {os.getloadavg()[0]:.2f}")
+    print(f"- torch {torch.__version__} ({torch.get_num_threads()} threads), jax {jax.__version__} "
+          f"({jax.default_backend()}), optax {optax.__version__}, numpy {np.__version__}")
+    print(f"- timing: 1 warm-up, then median of n calls (n <= {cfg.repeats}, fewer for slow cases; "
+          f"a case whose warm-up takes over {cfg.slow_s:.0f} s is timed by that call alone)\n")
+
+    ceiling = section_ceiling(mm_size, cfg)
+    section_orthogonalize(shapes, cfg, ceiling)
+    section_step(width, 6, cfg)
+    print(f"_Total wall time {time.perf_counter() - start:.0f} s; "
+          f"load average at end {os.getloadavg()[0]:.2f}._")
+
+
+if __name__ == "__main__":
+    main()
