@@ -33,9 +33,33 @@ MatrixAxesTree = Any | Callable[[optax.Params], Any] | None
 
 
 class ScaleByMuonState(NamedTuple):
-    """State of :func:`scale_by_muon`: the momentum, shaped like the params."""
+    """State of :func:`scale_by_muon`.
+
+    ``momentum`` is shaped like the params; ``nonfinite_steps`` holds, per leaf, how
+    many steps were skipped because that leaf's gradient had a NaN or Inf.
+    """
 
     momentum: optax.Updates
+    nonfinite_steps: optax.Updates
+
+
+def _safe_scale(x: Array) -> Array:
+    """``max|x|``, or 1 for an all-zero ``x``: dividing by it keeps squares in range."""
+    s = jnp.max(jnp.abs(x))
+    return jnp.where(s > 0, s, jnp.ones_like(s))
+
+
+def _rms_normalise(m: Array, eps: float) -> Array:
+    """``m / sqrt(mean(m^2) + eps)``, computed on ``m / max|m|`` so squares cannot overflow."""
+    s = _safe_scale(m)
+    ms = m / s
+    return ms / jnp.sqrt(jnp.mean(jnp.square(ms)) + eps / jnp.square(s))
+
+
+def _robust_norm(m: Array) -> Array:
+    """``||m||_2`` without overflow or underflow of the squares."""
+    s = _safe_scale(m)
+    return s * jnp.sqrt(jnp.sum(jnp.square(m / s)))
 
 
 def _is_masked(x: Any) -> bool:
@@ -86,7 +110,7 @@ def _directions(
     buckets: dict[Any, list[int]] = defaultdict(list)
     for i, (m, ax) in enumerate(zip(momenta, axes, strict=True)):
         if ax is None:
-            out[i] = m / jnp.sqrt(jnp.mean(jnp.square(m)) + eps) if rms_scale else m
+            out[i] = _rms_normalise(m, eps) if rms_scale else m
         else:
             mb = _to_batched(m, ax)
             buckets[(mb.shape[1:], mb.dtype)].append(i)
@@ -159,29 +183,39 @@ def scale_by_muon(
 
     def init_fn(params: optax.Params) -> ScaleByMuonState:
         _leaf_axes(matrix_axes, params)  # a description that does not fit fails here
-        return ScaleByMuonState(momentum=optax.tree.zeros_like(params, dtype=momentum_dtype))
+        return ScaleByMuonState(momentum=optax.tree.zeros_like(params, dtype=momentum_dtype),
+                                nonfinite_steps=jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params))
 
     def update_fn(
         updates: optax.Updates, state: ScaleByMuonState, params: optax.Params | None = None
     ) -> tuple[optax.Updates, ScaleByMuonState]:
         del params
-        momentum = jax.tree.map(lambda m, g: beta * m.astype(g.dtype) + (1.0 - beta) * g, state.momentum, updates)
+        # A leaf whose gradient has a NaN/Inf keeps its momentum and passes that
+        # gradient through (``muon`` then zeroes its update); the others step as usual.
+        finite = jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), updates)
+        grads = jax.tree.map(lambda g, f: jnp.where(f, g, jnp.zeros((), g.dtype)), updates, finite)
+        momentum = jax.tree.map(lambda m, g: beta * m.astype(g.dtype) + (1.0 - beta) * g, state.momentum, grads)
         if clip_grad_norm is not None:
 
             def clip(m: Array) -> Array:
-                norm = jnp.sqrt(jnp.sum(jnp.square(m)))
+                norm = _robust_norm(m)
                 return jnp.where(norm > clip_grad_norm, m * (clip_grad_norm / (norm + CLIP_EPS)), m)
 
             momentum = jax.tree.map(clip, momentum)
+        momentum = jax.tree.map(lambda new, old, f: jnp.where(f, new, old.astype(new.dtype)),
+                                momentum, state.momentum, finite)
         inputs = momentum
         if nesterov:
-            inputs = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, momentum, updates)
+            inputs = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, momentum, grads)
         leaves, treedef = jax.tree.flatten(inputs)
         directions = _directions(leaves, _leaf_axes(matrix_axes, inputs), eps=eps, ns_iters=ns_iters,
                                  method=method, rms_scale=rms_scale, adjust_lr=adjust_lr,
                                  orthogonalize_dtype=orthogonalize_dtype)
-        return jax.tree.unflatten(treedef, directions), ScaleByMuonState(
-            momentum=optax.tree.cast(momentum, momentum_dtype))
+        directions = jax.tree.map(lambda u, g, f: jnp.where(f, u, g), jax.tree.unflatten(treedef, directions),
+                                  updates, finite)
+        nonfinite_steps = jax.tree.map(lambda c, f: c + (~f).astype(c.dtype), state.nonfinite_steps, finite)
+        return directions, ScaleByMuonState(momentum=optax.tree.cast(momentum, momentum_dtype),
+                                            nonfinite_steps=nonfinite_steps)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -195,6 +229,18 @@ def _require_params(weight_decay: float) -> optax.GradientTransformation:
         if params is None:
             raise ValueError(Messages.NEEDS_PARAMS.format(value=weight_decay))
         return updates, state
+
+    return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
+
+
+def _zero_nonfinite_leaves() -> optax.GradientTransformation:
+    """Replace each leaf update that has a NaN/Inf by zeros: that parameter stays put."""
+
+    def update_fn(
+        updates: optax.Updates, state: optax.EmptyState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, optax.EmptyState]:
+        del params
+        return jax.tree.map(lambda u: jnp.where(jnp.all(jnp.isfinite(u)), u, jnp.zeros((), u.dtype)), updates), state
 
     return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 
@@ -219,7 +265,9 @@ def muon(
     r"""The Muon optimizer: ``p <- p (1 - lr wd) - lr u`` with ``u`` from :func:`scale_by_muon`.
 
     Equal to ``optax.chain(scale_by_muon(...), optax.add_decayed_weights(weight_decay),
-    optax.scale_by_learning_rate(learning_rate))``.
+    optax.scale_by_learning_rate(learning_rate))`` for finite gradients; a leaf whose
+    gradient has a NaN/Inf gets a zero update, and its momentum is kept (counted in
+    ``ScaleByMuonState.nonfinite_steps``).
 
     Args:
       learning_rate: a positive float or an optax schedule.
@@ -242,7 +290,7 @@ def muon(
     if weight_decay != 0.0:
         parts += [_require_params(weight_decay),
                   optax.add_decayed_weights(weight_decay, weight_decay_mask)]
-    parts.append(optax.scale_by_learning_rate(learning_rate))
+    parts += [optax.scale_by_learning_rate(learning_rate), _zero_nonfinite_leaves()]
     return optax.chain(*parts)
 
 

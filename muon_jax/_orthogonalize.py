@@ -31,8 +31,13 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
     not applied here.
     """
     rows, cols = G.shape[-2:]
-    sq = jnp.sum(jnp.square(G), axis=(-2, -1), keepdims=True)
-    X = G / (jnp.sqrt(sq + (cols + 1) * eps) * norm_scale)
+    # Divide by the largest entry first (the same X0 in exact arithmetic): ||G||^2 would
+    # overflow float32 for entries above ~1e19 and underflow below ~1e-19.
+    s = jnp.max(jnp.abs(G), axis=(-2, -1), keepdims=True)
+    s = jnp.where(s > 0, s, jnp.ones_like(s))
+    X = G / s
+    sq = jnp.sum(jnp.square(X), axis=(-2, -1), keepdims=True)
+    X = X / (jnp.sqrt(sq + (cols + 1) * eps / jnp.square(s)) * norm_scale)
     if compute_dtype is not None:
         X = X.astype(compute_dtype)
     # Each step accumulates in float32 at least and rounds once, as torch's fused
@@ -57,9 +62,18 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
 
 
 def svd_polar(G: Array) -> Array:
-    r"""Exact polar factor ``U V^T`` of every trailing matrix, ``G = U S V^T``."""
-    U, _, Vh = jnp.linalg.svd(G, full_matrices=False)
-    return U @ Vh
+    r"""Exact polar factor ``U V^T`` of every trailing matrix, ``G = U S V^T``.
+
+    Directions whose singular value is below ``max(m, n) * eps_dtype * sigma_max`` (the
+    numerical null space, where ``U`` and ``V`` are arbitrary) are left out, so a zero
+    matrix gives zero and a rank-deficient one its partial isometry.
+    """
+    X = G.astype(jnp.promote_types(G.dtype, jnp.float32))  # LAPACK has no half precision
+    s = jnp.max(jnp.abs(X), axis=(-2, -1), keepdims=True)
+    s = jnp.where(s > 0, s, jnp.ones_like(s))
+    U, S, Vh = jnp.linalg.svd(X / s, full_matrices=False)
+    tol = S[..., :1] * max(X.shape[-2:]) * jnp.finfo(X.dtype).eps
+    return (U @ (Vh * (S > tol).astype(X.dtype)[..., None])).astype(G.dtype)
 
 
 def orthogonalize_(G: Array, method: Method, ns_iters: int, eps: float,

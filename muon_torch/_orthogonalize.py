@@ -31,8 +31,13 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
     """
     rows, cols = G.shape[-2:]
     X = G.reshape(-1, rows, cols)
+    # Divide by the largest entry first (the same X0 in exact arithmetic): ||G||^2 would
+    # overflow float32 for entries above ~1e19 and underflow below ~1e-19.
+    s = X.abs().amax(dim=(-2, -1), keepdim=True)
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    X = X / s
     sq = X.square().sum(dim=(-2, -1), keepdim=True)
-    X = X / (torch.sqrt(sq + (cols + 1) * eps) * norm_scale)
+    X = X / (torch.sqrt(sq + (cols + 1) * eps / s.square()) * norm_scale)
     if compute_dtype is not None:
         X = X.to(getattr(torch, compute_dtype))
     transposed = rows > cols
@@ -50,9 +55,18 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
 
 
 def svd_polar(G: Tensor) -> Tensor:
-    r"""Exact polar factor ``U V^T`` of every trailing matrix, ``G = U S V^T``."""
-    U, _, Vh = torch.linalg.svd(G, full_matrices=False)
-    return U @ Vh
+    r"""Exact polar factor ``U V^T`` of every trailing matrix, ``G = U S V^T``.
+
+    Directions whose singular value is below ``max(m, n) * eps_dtype * sigma_max`` (the
+    numerical null space, where ``U`` and ``V`` are arbitrary) are left out, so a zero
+    matrix gives zero and a rank-deficient one its partial isometry.
+    """
+    X = G.float() if G.dtype in (torch.bfloat16, torch.float16) else G  # LAPACK has no half precision
+    s = X.abs().amax(dim=(-2, -1), keepdim=True)
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    U, S, Vh = torch.linalg.svd(X / s, full_matrices=False)
+    tol = S[..., :1] * max(X.shape[-2:]) * torch.finfo(X.dtype).eps
+    return (U @ (Vh * (S > tol).to(X.dtype).unsqueeze(-1))).to(G.dtype)
 
 
 def orthogonalize_(G: Tensor, method: Method, ns_iters: int, eps: float,

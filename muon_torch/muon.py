@@ -137,6 +137,7 @@ class Muon(Optimizer):
         params: list[Tensor],
         grads: list[Tensor],
         momentum_buffers: list[Tensor],
+        nonfinite_steps: list[Tensor],
     ) -> None:
         """Gather a Muon group's params with gradients, creating their momentum."""
         for p in group["params"]:
@@ -148,9 +149,12 @@ class Muon(Optimizer):
             if len(state) == 0:
                 dtype = getattr(torch, group["momentum_dtype"]) if group["momentum_dtype"] else p.dtype
                 state["momentum_buffer"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+            if "nonfinite_steps" not in state:
+                state["nonfinite_steps"] = torch.zeros((), dtype=torch.int64, device=p.device)
             params.append(p)
             grads.append(p.grad)
             momentum_buffers.append(state["momentum_buffer"])
+            nonfinite_steps.append(state["nonfinite_steps"])
 
     def _init_adamw_group(self, group: dict[str, Any]) -> dict[str, list[Tensor]]:
         """Gather an AdamW group's params with gradients, creating their moments."""
@@ -191,13 +195,15 @@ class Muon(Optimizer):
             params: list[Tensor] = []
             grads: list[Tensor] = []
             momentum_buffers: list[Tensor] = []
-            self._init_group(group, params, grads, momentum_buffers)
+            nonfinite_steps: list[Tensor] = []
+            self._init_group(group, params, grads, momentum_buffers, nonfinite_steps)
             muon(
                 params,
                 grads,
                 momentum_buffers,
                 **{k: group[k] for k in _HYPERPARAMETERS},
                 matrix_axes=group["matrix_axes"],
+                nonfinite_steps=nonfinite_steps,
             )
         return loss
 
@@ -213,6 +219,21 @@ def _from_batched(u: Tensor, like: Tensor, axes: ResolvedAxes) -> Tensor:
     """Inverse of :func:`_to_batched` for a tensor shaped like ``like``."""
     perm = axes.batch + axes.rows + axes.cols
     return u.reshape([like.shape[a] for a in perm]).permute([perm.index(a) for a in range(like.ndim)])
+
+
+def _rms_normalise(m: Tensor, eps: float) -> Tensor:
+    """``m / sqrt(mean(m^2) + eps)``, computed on ``m / max|m|`` so squares cannot overflow."""
+    s = m.abs().amax()
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    ms = m / s
+    return ms / torch.sqrt(ms.square().mean() + eps / s.square())
+
+
+def _robust_norm(m: Tensor) -> Tensor:
+    """``||m||_2`` without overflow or underflow of the squares."""
+    s = m.abs().amax()
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    return s * torch.linalg.vector_norm(m / s)
 
 
 def muon(
@@ -233,25 +254,39 @@ def muon(
     momentum_dtype: str | None = None,
     orthogonalize_dtype: str | None = None,
     matrix_axes: MatrixAxes | None = None,
+    nonfinite_steps: list[Tensor] | None = None,
 ) -> None:
     """Functional Muon step over lists of tensors (see :class:`Muon`).
 
     Matrices of equal ``(batch, rows, cols)`` shape, dtype and device are
-    orthogonalised together in one batched computation.
+    orthogonalised together in one batched computation. A parameter whose gradient
+    has a NaN or Inf keeps its value and momentum this step (selected on the device,
+    without a host synchronisation) and, if given, its ``nonfinite_steps`` counter
+    goes up by one.
     """
     if not params:
         return
+    finite = [torch.isfinite(g).all() for g in grads]
+    grads = [torch.where(f, g, torch.zeros((), dtype=g.dtype, device=g.device))
+             for f, g in zip(finite, grads, strict=True)]
+    keep = [f.to(g.dtype) for f, g in zip(finite, grads, strict=True)]  # 1 where the step applies, else 0
+    if nonfinite_steps is not None:
+        torch._foreach_add_(nonfinite_steps, [(~f).to(c.dtype) for f, c in zip(finite, nonfinite_steps, strict=True)])
+
     # The momentum update runs in the parameters' dtype; a bfloat16 buffer is read
     # into a full-precision copy here and written back rounded at the end.
     momenta = momentum_buffers
     if momentum_dtype is not None:
         momenta = [m.to(g.dtype) for m, g in zip(momentum_buffers, grads, strict=True)]
-    torch._foreach_mul_(momenta, beta)
-    torch._foreach_add_(momenta, grads, alpha=1.0 - beta)
+    # m <- beta m + (1 - beta) g, or m unchanged where the gradient was not finite.
+    torch._foreach_mul_(momenta, [k * beta + (1.0 - k) for k in keep])
+    torch._foreach_add_(momenta, torch._foreach_mul(grads, [k * (1.0 - beta) for k in keep]))
     if clip_grad_norm is not None:
-        norms = torch._foreach_norm(momenta)
-        scales = [torch.where(n > clip_grad_norm, clip_grad_norm / (n + CLIP_EPS), 1.0).to(n.dtype)
-                  for n in norms]
+        scales = []
+        for f, m in zip(finite, momenta, strict=True):
+            norm = _robust_norm(m)
+            scale = torch.where(norm > clip_grad_norm, clip_grad_norm / (norm + CLIP_EPS), 1.0)
+            scales.append(torch.where(f, scale, 1.0).to(m.dtype))
         torch._foreach_mul_(momenta, scales)
     if momentum_dtype is not None:
         torch._foreach_copy_(momentum_buffers, momenta)
@@ -263,30 +298,27 @@ def muon(
         # p - (lr*wd) p rather than p * (1 - lr*wd): the factor 1 - lr*wd rounds to
         # float32 with a relative error that accumulates into a drift (1.3e-6 after 50
         # steps at lr*wd = 2e-3, measured); lr*wd's rounding only touches the small term.
-        torch._foreach_add_(params, params, alpha=-lr * weight_decay)
+        torch._foreach_sub_(params, torch._foreach_mul(params, [k * (lr * weight_decay) for k in keep]))
 
-    buckets: dict[Any, list[tuple[Tensor, Tensor, ResolvedAxes]]] = defaultdict(list)
-    for p, m in zip(params, inputs, strict=True):
+    buckets: dict[Any, list[tuple[Tensor, Tensor, Tensor, ResolvedAxes]]] = defaultdict(list)
+    for p, m, k in zip(params, inputs, keep, strict=True):
         axes = resolve_matrix_axes(p.shape, matrix_axes)
         if axes is None:
-            if rms_scale:
-                update = m / torch.sqrt(m.square().mean() + eps)
-            else:
-                update = m
-            p.add_(update, alpha=-lr)
+            update = _rms_normalise(m, eps) if rms_scale else m
+            p.sub_(update * (k * lr))
         else:
             mb = _to_batched(m, axes)
-            buckets[(tuple(mb.shape[1:]), m.dtype, m.device)].append((p, mb, axes))
+            buckets[(tuple(mb.shape[1:]), m.dtype, m.device)].append((p, mb, k, axes))
 
     for (rows_cols, _, _), bucket in buckets.items():
         # Torch layout: rows are the fan-out (``Linear.weight`` is ``(out, in)``).
         step = lr * lr_adjustment(adjust_lr, fan_in=rows_cols[1], fan_out=rows_cols[0])
-        batched = torch.cat([mb for _, mb, _ in bucket]) if len(bucket) > 1 else bucket[0][1]
+        batched = torch.cat([mb for _, mb, _, _ in bucket]) if len(bucket) > 1 else bucket[0][1]
         directions = orthogonalize_(batched, method, ns_iters, eps, orthogonalize_dtype)
         offset = 0
-        for p, mb, axes in bucket:
+        for p, mb, k, axes in bucket:
             n = mb.shape[0]
-            p.add_(_from_batched(directions[offset:offset + n], p, axes), alpha=-step)
+            p.sub_(_from_batched(directions[offset:offset + n], p, axes) * (k * step))
             offset += n
 
 

@@ -102,6 +102,8 @@ class OracleMuon:
     adamw: tuple[str, ...] = ()
     adamw_hyper: tuple[float, float, float] = (1e-3, 0.9, 0.999)
     momentum: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per param, the steps skipped because its gradient had a NaN/Inf.
+    nonfinite_steps: dict[str, int] = field(default_factory=dict)
     adamw_state: dict[str, list[Any]] = field(default_factory=dict)
 
     def _orthogonalize(self, m: np.ndarray) -> np.ndarray:
@@ -144,6 +146,10 @@ class OracleMuon:
                 self._adamw_step(name, p, g)
                 continue
             m = self.momentum.setdefault(name, np.zeros_like(p))
+            self.nonfinite_steps.setdefault(name, 0)
+            if not np.all(np.isfinite(g)):  # this parameter and its momentum sit this step out
+                self.nonfinite_steps[name] += 1
+                continue
             m *= self.beta
             m += (1.0 - self.beta) * g
             if self.clip_grad_norm is not None:

@@ -58,11 +58,12 @@ class ScaleByMuonTest(chex.TestCase):
         opt = muon_jax.scale_by_muon()
         state = opt.init(params)
         self.assertIsInstance(state, muon_jax.ScaleByMuonState)
-        self.assertEqual(state._fields, ("momentum",))
+        self.assertEqual(state._fields, ("momentum", "nonfinite_steps"))
         chex.assert_trees_all_equal_shapes_and_dtypes(state.momentum, params)
         chex.assert_trees_all_equal(state.momentum, jax.tree.map(jnp.zeros_like, params))
-        # A pytree: its leaves are exactly the momentum's leaves.
-        self.assertLen(jax.tree.leaves(state), len(jax.tree.leaves(params)))
+        chex.assert_trees_all_equal(state.nonfinite_steps, jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params))
+        # A pytree: its leaves are the momentum's leaves and one counter per leaf.
+        self.assertLen(jax.tree.leaves(state), 2 * len(jax.tree.leaves(params)))
 
         updates, new_state = self.variant(opt.update)(_grads(params, 0), state)
         self.assertIsInstance(new_state, muon_jax.ScaleByMuonState)
