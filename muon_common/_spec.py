@@ -154,8 +154,28 @@ class Messages:
     ORTHOGONALIZE_NDIM = (
         "orthogonalize needs a tensor of shape (..., m, n), got shape {shape}."
     )
+    COMPLEX_PARAM = (
+        "Muon cannot optimise {param}: its dtype {dtype} is complex. Optimise its real and "
+        "imaginary parts as separate real parameters."
+    )
+    NOT_FLOAT_PARAM = (
+        "Muon cannot optimise {param}: its dtype {dtype} is not floating point. Leave it out "
+        "of the optimizer (or mask it out)."
+    )
+    SPARSE_GRAD = (
+        "Muon cannot use the sparse gradient of {param}: densify it (grad.to_dense()) or give "
+        "that parameter to an optimizer for sparse gradients."
+    )
+    STATE_MISMATCH = (
+        "The optimizer state does not match {param}: its {what} has shape {state_shape}, the "
+        "parameter has shape {shape}. Load a state saved for these parameters."
+    )
+    STATE_MISSING = (
+        "The optimizer state does not match the parameters: {why}. Load a state saved for "
+        "these parameters."
+    )
     MATRIX_AXES = (
-        "Invalid matrix_axes {axes!r} for a parameter of shape {shape}: {why}. Give "
+        "Invalid matrix_axes {axes!r} for {param} of shape {shape}: {why}. Give "
         "MatrixAxes(rows=..., cols=...) with disjoint, in-range axes, or None for the "
         "default rule (2-D parameters are matrices, others are RMS-scaled)."
     )
@@ -247,22 +267,25 @@ class ResolvedAxes(NamedTuple):
     cols: tuple[int, ...]
 
 
-def _normalise(axes: Axes, ndim: int, spec: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+def _normalise(axes: Axes, ndim: int, spec: Any, shape: tuple[int, ...], param: str) -> tuple[int, ...]:
     seq: tuple[Any, ...] = (axes,) if isinstance(axes, numbers.Integral) else tuple(axes)  # type: ignore[arg-type]
     out = []
     for a in seq:
         if not isinstance(a, numbers.Integral) or not -ndim <= int(a) < ndim:
             raise ValueError(
-                Messages.MATRIX_AXES.format(axes=spec, shape=shape, why=f"axis {a!r} is out of range")
+                Messages.MATRIX_AXES.format(axes=spec, param=param, shape=shape, why=f"axis {a!r} is out of range")
             )
         out.append(int(a) % ndim)
     if not out:
-        raise ValueError(Messages.MATRIX_AXES.format(axes=spec, shape=shape, why="an axis group is empty"))
+        raise ValueError(Messages.MATRIX_AXES.format(axes=spec, param=param, shape=shape, why="an axis group is empty"))
     return tuple(out)
 
 
-def resolve_matrix_axes(shape: Sequence[int], axes: MatrixAxes | None) -> ResolvedAxes | None:
+def resolve_matrix_axes(shape: Sequence[int], axes: MatrixAxes | None, param: str = "a parameter"
+                        ) -> ResolvedAxes | None:
     """Resolve ``axes`` for a parameter of ``shape``; ``None`` means "not a matrix".
+
+    ``param`` names the parameter in the error a description that does not fit raises.
 
     With ``axes=None`` the reference rule applies: a 2-D parameter is a matrix
     (rows = axis 0, cols = axis 1), anything else is not.
@@ -271,13 +294,17 @@ def resolve_matrix_axes(shape: Sequence[int], axes: MatrixAxes | None) -> Resolv
     ndim = len(shape)
     if axes is None:
         return ResolvedAxes((), (0,), (1,)) if ndim == 2 else None
+
+    def error(why: str) -> ValueError:
+        return ValueError(Messages.MATRIX_AXES.format(axes=axes, param=param, shape=shape, why=why))
+
     if not isinstance(axes, MatrixAxes):
-        raise ValueError(Messages.MATRIX_AXES.format(axes=axes, shape=shape, why="it is not a MatrixAxes"))
+        raise error("it is not a MatrixAxes")
     if ndim < 2:
-        raise ValueError(Messages.MATRIX_AXES.format(axes=axes, shape=shape, why="a matrix needs at least 2 axes"))
-    rows = _normalise(axes.rows, ndim, axes, shape)
-    cols = _normalise(axes.cols, ndim, axes, shape)
+        raise error("a matrix needs at least 2 axes")
+    rows = _normalise(axes.rows, ndim, axes, shape, param)
+    cols = _normalise(axes.cols, ndim, axes, shape, param)
     if len(set(rows + cols)) != len(rows) + len(cols):
-        raise ValueError(Messages.MATRIX_AXES.format(axes=axes, shape=shape, why="rows and cols overlap"))
+        raise error("rows and cols overlap")
     batch = tuple(a for a in range(ndim) if a not in rows + cols)
     return ResolvedAxes(batch, rows, cols)

@@ -66,20 +66,55 @@ def _is_masked(x: Any) -> bool:
     return isinstance(x, optax.MaskedNode)
 
 
+def _path_name(path: Any) -> str:
+    """A leaf's key path as ``"a/b/0"`` (the name ``muon_labels`` matches against)."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _param_name(path: Any) -> str:
+    return f"parameter {_path_name(path)!r}"
+
+
 def _leaf_axes(matrix_axes: MatrixAxesTree, tree: Any) -> list[ResolvedAxes | None]:
     """Resolved axes for every leaf of ``tree``, in flattening order.
 
     Leaves masked out by an enclosing ``optax.masked``/``multi_transform`` are skipped,
     so the description may be given for the whole params tree.
     """
-    slots, treedef = jax.tree.flatten(tree, is_leaf=_is_masked)
+    slots, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_masked)
     if matrix_axes is None:
         specs: list[Any] = [None] * len(slots)
     else:
         spec_tree = matrix_axes(tree) if callable(matrix_axes) else matrix_axes
         specs = treedef.flatten_up_to(spec_tree)  # type: ignore[attr-defined]
-    return [resolve_matrix_axes(leaf.shape, spec)
-            for leaf, spec in zip(slots, specs, strict=True) if not _is_masked(leaf)]
+    return [resolve_matrix_axes(leaf.shape, spec, _param_name(path))
+            for (path, leaf), spec in zip(slots, specs, strict=True) if not _is_masked(leaf)]
+
+
+def _check_params(params: optax.Params) -> None:
+    """Reject leaves Muon cannot optimise, naming them."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_masked)[0]:
+        if _is_masked(leaf):
+            continue
+        dtype = jnp.result_type(leaf)
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            raise ValueError(Messages.COMPLEX_PARAM.format(param=_param_name(path), dtype=dtype))
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(Messages.NOT_FLOAT_PARAM.format(param=_param_name(path), dtype=dtype))
+
+
+def _check_state(momentum: optax.Updates, updates: optax.Updates) -> None:
+    """A restored state must have the params' structure and shapes (checked at trace time)."""
+    m_def = jax.tree.structure(momentum, is_leaf=_is_masked)
+    u_def = jax.tree.structure(updates, is_leaf=_is_masked)
+    if m_def != u_def:  # type: ignore[operator]
+        raise ValueError(Messages.STATE_MISSING.format(why=f"the momentum has structure {m_def}, the "
+                                                           f"gradients {u_def}"))
+    for (path, m), u in zip(jax.tree_util.tree_flatten_with_path(momentum)[0], jax.tree.leaves(updates),
+                            strict=True):
+        if m.shape != u.shape:
+            raise ValueError(Messages.STATE_MISMATCH.format(param=_param_name(path), what="momentum",
+                                                            state_shape=tuple(m.shape), shape=tuple(u.shape)))
 
 
 def _to_batched(x: Array, axes: ResolvedAxes) -> Array:
@@ -182,6 +217,7 @@ def scale_by_muon(
                              orthogonalize_dtype=orthogonalize_dtype)
 
     def init_fn(params: optax.Params) -> ScaleByMuonState:
+        _check_params(params)
         _leaf_axes(matrix_axes, params)  # a description that does not fit fails here
         return ScaleByMuonState(momentum=optax.tree.zeros_like(params, dtype=momentum_dtype),
                                 nonfinite_steps=jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params))
@@ -190,6 +226,7 @@ def scale_by_muon(
         updates: optax.Updates, state: ScaleByMuonState, params: optax.Params | None = None
     ) -> tuple[optax.Updates, ScaleByMuonState]:
         del params
+        _check_state(state.momentum, updates)
         # A leaf whose gradient has a NaN/Inf keeps its momentum and passes that
         # gradient through (``muon`` then zeroes its update); the others step as usual.
         finite = jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), updates)
@@ -315,7 +352,7 @@ def muon_labels(
         to_adamw = lambda path, leaf: any(n in path for n in names)  # noqa: E731
     labels = []
     for (path, leaf), ax in zip(leaves_with_paths, axes, strict=True):
-        name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+        name = _path_name(path)
         labels.append("muon" if ax is not None and not to_adamw(name, leaf) else "adamw")
     return jax.tree.unflatten(treedef, labels)
 

@@ -105,7 +105,7 @@ class Muon(Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Validate a group's overrides before adding it, so a bad group changes nothing."""
+        """Validate a group's overrides and tensors before adding it, so a bad group changes nothing."""
         if not isinstance(param_group, dict):
             super().add_param_group(param_group)  # raises torch's TypeError
             return
@@ -117,19 +117,55 @@ class Muon(Optimizer):
             validate_betas(merged["betas"])
         params = param_group["params"]
         if isinstance(params, Tensor):
-            tensors: list[Any] = [params]
+            entries: list[Any] = [params]
         elif isinstance(params, set):
-            tensors = []  # torch rejects unordered params below
+            entries = []  # torch rejects unordered params below
         else:
             # A generator (``model.parameters()``) can be read only once: keep the list.
-            param_group["params"] = list(params)
+            param_group["params"] = entries = list(params)
+        names = param_group.get("param_names")
+        for i, entry in enumerate(entries):
             # ``named_parameters()`` gives ``(name, tensor)`` pairs.
-            tensors = [p[1] if isinstance(p, tuple) else p for p in param_group["params"]]
-        if merged["algorithm"] == "muon":
-            for p in tensors:
-                if isinstance(p, Tensor):  # torch reports anything else
-                    resolve_matrix_axes(p.shape, merged["matrix_axes"])
+            name, p = entry if isinstance(entry, tuple) else (names[i] if names else None, entry)
+            if not isinstance(p, Tensor):
+                continue  # torch reports anything else
+            param = _describe(name, i, len(self.param_groups))
+            if p.is_complex():
+                raise ValueError(Messages.COMPLEX_PARAM.format(param=param, dtype=_dtype_name(p.dtype)))
+            if not p.is_floating_point():
+                raise ValueError(Messages.NOT_FLOAT_PARAM.format(param=param, dtype=_dtype_name(p.dtype)))
+            if merged["algorithm"] == "muon":
+                resolve_matrix_axes(p.shape, merged["matrix_axes"], param)
         super().add_param_group(param_group)
+
+    def _param_names(self) -> dict[int, str]:
+        """``id(param) -> description`` for error messages."""
+        out = {}
+        for g, group in enumerate(self.param_groups):
+            names = group.get("param_names")
+            for i, p in enumerate(group["params"]):
+                out[id(p)] = _describe(names[i] if names else None, i, g)
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state, after checking that it fits these parameters (else nothing changes)."""
+        groups = state_dict.get("param_groups", [])
+        if len(groups) != len(self.param_groups) or any(
+                len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups, strict=True)):
+            raise ValueError(Messages.STATE_MISSING.format(
+                why=f"it has {[len(g['params']) for g in groups]} parameters per group, the optimizer "
+                    f"{[len(g['params']) for g in self.param_groups]}"))
+        names = self._param_names()
+        saved = state_dict.get("state", {})
+        for a, b in zip(groups, self.param_groups, strict=True):
+            for key, p in zip(a["params"], b["params"], strict=True):
+                for what in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+                    t = saved.get(key, {}).get(what)
+                    if isinstance(t, Tensor) and t.shape != p.shape:
+                        raise ValueError(Messages.STATE_MISMATCH.format(
+                            param=names[id(p)], what=what.replace("_buffer", ""), state_shape=tuple(t.shape),
+                            shape=tuple(p.shape)))
+        super().load_state_dict(state_dict)
 
     def _init_group(
         self,
@@ -143,8 +179,6 @@ class Muon(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError("Muon does not support sparse gradients.")
             state = self.state[p]
             if len(state) == 0:
                 dtype = getattr(torch, group["momentum_dtype"]) if group["momentum_dtype"] else p.dtype
@@ -162,8 +196,6 @@ class Muon(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError("Muon does not support sparse gradients.")
             state = self.state[p]
             if len(state) == 0:
                 state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
@@ -183,6 +215,13 @@ class Muon(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Check every gradient before touching any state, so a bad one changes nothing.
+        names = None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and p.grad.is_sparse:
+                    names = names or self._param_names()
+                    raise ValueError(Messages.SPARSE_GRAD.format(param=names[id(p)]))
         for group in self.param_groups:
             if group["algorithm"] == "adamw":
                 lists = self._init_adamw_group(group)
@@ -206,6 +245,15 @@ class Muon(Optimizer):
                 nonfinite_steps=nonfinite_steps,
             )
         return loss
+
+
+def _describe(name: str | None, index: int, group: int) -> str:
+    """How an error message names a parameter: its name if known, else its place."""
+    return f"parameter {name!r}" if name else f"parameter {index} of param group {group}"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _to_batched(t: Tensor, axes: ResolvedAxes) -> Tensor:

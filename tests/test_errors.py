@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import chex
@@ -238,12 +239,100 @@ def test_named_parameters_accepted() -> None:
     assert opt.param_groups[0]["params"] == [model.weight, model.bias]
 
 
-def test_bad_matrix_axes_same_message_in_both_twins() -> None:
-    axes = MatrixAxes(rows=0, cols=0)
-    torch_msg = _message(muon_torch.Muon, [torch.nn.Parameter(torch.ones(3, 4))], lr=0.1, matrix_axes=axes)
-    jax_msg = _message(muon_jax.muon(0.1, matrix_axes={"w": axes}).init, {"w": jnp.ones((3, 4))})
-    assert torch_msg == jax_msg
-    assert torch_msg == Messages.MATRIX_AXES.format(axes=axes, shape=(3, 4), why="rows and cols overlap")
+# --- Parameters and states the optimizer cannot take: one table, both twins ----------------
+#
+# Each case builds the situation in both twins with a parameter called "w", expects the
+# same ValueError message (from muon_common.Messages) and checks nothing changed.
+
+
+def _torch_named(t: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    return [("w", torch.nn.Parameter(t) if t.is_floating_point() or t.is_complex() else t)]
+
+
+def _torch_complex() -> None:
+    muon_torch.Muon(_torch_named(torch.ones(3, 4, dtype=torch.complex64)), lr=0.1)
+
+
+def _jax_complex() -> None:
+    muon_jax.muon(0.1).init({"w": jnp.ones((3, 4), jnp.complex64)})
+
+
+def _torch_integer() -> None:
+    muon_torch.Muon(_torch_named(torch.ones(3, 4, dtype=torch.int32)), lr=0.1)
+
+
+def _jax_integer() -> None:
+    muon_jax.muon(0.1).init({"w": jnp.ones((3, 4), jnp.int32)})
+
+
+def _torch_axes() -> None:
+    muon_torch.Muon(_torch_named(torch.ones(3, 4)), lr=0.1, matrix_axes=MatrixAxes(rows=0, cols=0))
+
+
+def _jax_axes() -> None:
+    muon_jax.muon(0.1, matrix_axes={"w": MatrixAxes(rows=0, cols=0)}).init({"w": jnp.ones((3, 4))})
+
+
+def _torch_state_shape() -> None:
+    source = muon_torch.Muon(_torch_named(torch.ones(4, 3)), lr=0.1)
+    source.param_groups[0]["params"][0].grad = torch.ones(4, 3)
+    source.step()
+    target = muon_torch.Muon(_torch_named(torch.ones(3, 4)), lr=0.1)
+    before = copy.deepcopy(target.state_dict())
+    try:
+        target.load_state_dict(source.state_dict())
+    finally:
+        assert str(target.state_dict()) == str(before)
+
+
+def _jax_state_shape() -> None:
+    tx = muon_jax.muon(0.1)
+    state = tx.init({"w": jnp.ones((4, 3))})
+    tx.update({"w": jnp.ones((3, 4))}, state, {"w": jnp.ones((3, 4))})
+
+
+def _torch_sparse() -> None:
+    (name, p), = _torch_named(torch.ones(3, 4))
+    opt = muon_torch.Muon([(name, p)], lr=0.1)
+    p.grad = torch.ones(3, 4).to_sparse()
+    try:
+        opt.step()
+    finally:
+        assert len(opt.state) == 0 and torch.equal(p.detach(), torch.ones(3, 4))
+
+
+ERROR_TABLE = [
+    # (case, torch trigger, jax trigger or None, expected message)
+    ("complex", _torch_complex, _jax_complex, Messages.COMPLEX_PARAM.format(param="parameter 'w'", dtype="complex64")),
+    ("integer", _torch_integer, _jax_integer, Messages.NOT_FLOAT_PARAM.format(param="parameter 'w'", dtype="int32")),
+    ("matrix_axes", _torch_axes, _jax_axes, Messages.MATRIX_AXES.format(
+        axes=MatrixAxes(rows=0, cols=0), param="parameter 'w'", shape=(3, 4), why="rows and cols overlap")),
+    ("state_shape", _torch_state_shape, _jax_state_shape, Messages.STATE_MISMATCH.format(
+        param="parameter 'w'", what="momentum", state_shape=(4, 3), shape=(3, 4))),
+    # JAX has no sparse gradients: jax.grad always returns dense arrays.
+    ("sparse", _torch_sparse, None, Messages.SPARSE_GRAD.format(param="parameter 'w'")),
+]
+
+
+@pytest.mark.parametrize(("case", "torch_fn", "jax_fn", "expected"), ERROR_TABLE, ids=[c[0] for c in ERROR_TABLE])
+def test_error_table(case: str, torch_fn, jax_fn, expected: str) -> None:
+    assert _message(torch_fn) == expected
+    if jax_fn is not None:
+        assert _message(jax_fn) == expected
+
+
+def test_state_with_other_parameters_rejected() -> None:
+    """A state saved for another parameter list (count or tree structure) is refused by both twins."""
+    source = muon_torch.Muon([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    target = muon_torch.Muon([torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))], lr=0.1)
+    msg = _message(target.load_state_dict, source.state_dict())
+    assert msg.startswith("The optimizer state does not match the parameters: ")
+    assert msg.endswith("Load a state saved for these parameters.")
+    tx = muon_jax.muon(0.1)
+    state = tx.init({"w": jnp.ones(2)})
+    jmsg = _message(tx.update, {"v": jnp.ones(2)}, state, {"v": jnp.ones(2)})
+    assert jmsg.startswith("The optimizer state does not match the parameters: ")
+    assert jmsg.endswith("Load a state saved for these parameters.")
 
 
 # --- JAX: weight decay needs params ------------------------------------------------------
