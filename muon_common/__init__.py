@@ -6,6 +6,13 @@ validation that both twins run so that they reject the same input with the
 same message.
 """
 
+from muon_common._portable import (
+    REFERENCE_DEMO_TORCH_TO_FLAX,
+    PortableState,
+    invert,
+    remap,
+    sequential_torch_to_flax,
+)
 from muon_common._spec import (
     ADJUST_LR,
     CLIP_EPS,
@@ -28,12 +35,17 @@ __all__ = [
     "DEFAULTS",
     "METHODS",
     "NS_METHODS",
+    "REFERENCE_DEMO_TORCH_TO_FLAX",
     "MatrixAxes",
     "Messages",
     "NSMethod",
+    "PortableState",
+    "invert",
     "lr_adjustment",
     "ns_schedule",
+    "remap",
     "resolve_matrix_axes",
+    "sequential_torch_to_flax",
     "validate_betas",
     "validate_hyperparameters",
 ]

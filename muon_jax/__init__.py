@@ -1,12 +1,22 @@
 """Muon for JAX: Optax gradient transformations, a twin of ``muon_torch``."""
 
 from muon_common import MatrixAxes
-from muon_jax._muon import ScaleByMuonState, muon, muon_labels, muon_with_adamw, scale_by_muon
+from muon_jax._muon import (
+    ScaleByMuonState,
+    export_state,
+    import_state,
+    muon,
+    muon_labels,
+    muon_with_adamw,
+    scale_by_muon,
+)
 from muon_jax._orthogonalize import orthogonalize
 
 __all__ = [
     "MatrixAxes",
     "ScaleByMuonState",
+    "export_state",
+    "import_state",
     "muon",
     "muon_labels",
     "muon_with_adamw",

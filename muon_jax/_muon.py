@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import Array
 
@@ -25,7 +26,15 @@ from muon_common import (
 from muon_common._spec import ResolvedAxes
 from muon_jax._orthogonalize import Method, orthogonalize_
 
-__all__ = ["ScaleByMuonState", "muon", "muon_labels", "muon_with_adamw", "scale_by_muon"]
+__all__ = [
+    "ScaleByMuonState",
+    "export_state",
+    "import_state",
+    "muon",
+    "muon_labels",
+    "muon_with_adamw",
+    "scale_by_muon",
+]
 
 #: ``None`` (2-D leaves are matrices), a pytree of ``MatrixAxes | None`` with the
 #: params' structure, or a callable from params to such a pytree.
@@ -386,3 +395,56 @@ def muon_with_adamw(
     if labels is None:
         labels = functools.partial(muon_labels, matrix_axes=matrix_axes, adamw=adamw)
     return optax.multi_transform({"muon": tx_muon, "adamw": tx_adamw}, labels)
+
+
+def _is_muon_state(x: Any) -> bool:
+    return isinstance(x, ScaleByMuonState)
+
+
+def export_state(opt_state: optax.OptState) -> dict[str, dict[str, np.ndarray]]:
+    """The Muon state inside ``opt_state`` as numpy arrays, keyed by each leaf's path
+    (``"layers/0/kernel"``); see ``muon_common.remap``. bfloat16 momentum comes out as float32."""
+    found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_muon_state) if _is_muon_state(s)]
+    if len(found) != 1:
+        raise ValueError(Messages.STATE_MISSING.format(why=f"it holds {len(found)} Muon states, not one"))
+    (state,) = found
+    steps = dict(jax.tree_util.tree_flatten_with_path(state.nonfinite_steps)[0])
+    out = {}
+    for path, m in jax.tree_util.tree_flatten_with_path(state.momentum)[0]:
+        m = np.asarray(m.astype(jnp.float32) if m.dtype == jnp.bfloat16 else m)
+        out[_path_name(path)] = {"momentum": m.copy(), "nonfinite_steps": np.asarray(steps[path]).astype(np.int64)}
+    return out
+
+
+def import_state(opt_state: optax.OptState, portable: dict[str, dict[str, np.ndarray]]) -> optax.OptState:
+    """``opt_state`` with its Muon state replaced from a portable state (e.g. exported by
+    ``muon_torch`` and remapped). Every entry must name a Muon leaf of the same shape; the
+    momentum keeps the state's dtype."""
+
+    def replace(state: Any) -> Any:
+        if not _is_muon_state(state):
+            return state
+        leaves = jax.tree_util.tree_flatten_with_path(state.momentum)[0]
+        names = {_path_name(path) for path, _ in leaves}
+        unknown = sorted(set(portable) - names)
+        if unknown:
+            raise ValueError(Messages.STATE_MISSING.format(
+                why=f"it has entries for {unknown}, which are not parameters under Muon"))
+
+        def load(path: Any, m: Array, what: str) -> Array:
+            entry = portable.get(_path_name(path))
+            if entry is None:
+                return m
+            if what == "momentum" and tuple(entry["momentum"].shape) != tuple(m.shape):
+                raise ValueError(Messages.STATE_MISMATCH.format(param=_param_name(path), what="momentum",
+                                                                state_shape=tuple(entry["momentum"].shape),
+                                                                shape=tuple(m.shape)))
+            return jnp.asarray(entry[what]).astype(m.dtype)
+
+        return ScaleByMuonState(
+            momentum=jax.tree_util.tree_map_with_path(lambda p, m: load(p, m, "momentum"), state.momentum),
+            nonfinite_steps=jax.tree_util.tree_map_with_path(lambda p, c: load(p, c, "nonfinite_steps"),
+                                                             state.nonfinite_steps),
+        )
+
+    return jax.tree.map(replace, opt_state, is_leaf=_is_muon_state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -17,6 +17,7 @@ from muon_common import (
     DEFAULTS,
     MatrixAxes,
     Messages,
+    PortableState,
     lr_adjustment,
     resolve_matrix_axes,
     validate_betas,
@@ -25,7 +26,7 @@ from muon_common import (
 from muon_common._spec import ResolvedAxes
 from muon_torch._orthogonalize import Method, orthogonalize_
 
-__all__ = ["Muon", "muon", "param_groups"]
+__all__ = ["Muon", "export_state", "import_state", "muon", "param_groups"]
 
 _HYPERPARAMETERS = ("lr", "beta", "weight_decay", "eps", "ns_iters", "method", "rms_scale",
                     "clip_grad_norm", "nesterov", "adjust_lr", "momentum_dtype", "orthogonalize_dtype")
@@ -404,3 +405,50 @@ def param_groups(
     if matrix_axes is not None:
         muon_group["matrix_axes"] = matrix_axes
     return [g for g in (muon_group, adamw_group) if g["params"]]
+
+
+def export_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]]) -> PortableState:
+    """The Muon state of each named parameter as numpy arrays (see ``muon_common.remap``).
+
+    ``named_params`` is usually ``model.named_parameters()``. Parameters without state
+    (no step yet, or in an AdamW group) are left out. bfloat16 momentum comes out as
+    float32 (exactly).
+    """
+    out: PortableState = {}
+    for name, p in named_params:
+        state = optimizer.state.get(p, {})
+        if "momentum_buffer" in state:
+            m = state["momentum_buffer"].detach()
+            out[name] = {"momentum": (m.float() if m.dtype == torch.bfloat16 else m).cpu().numpy().copy(),
+                         "nonfinite_steps": state["nonfinite_steps"].cpu().numpy().copy()}
+    return out
+
+
+def import_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]], portable: PortableState) -> None:
+    """Load a portable state (e.g. exported by ``muon_jax`` and remapped) into ``optimizer``.
+
+    Every entry must name one of ``named_params`` with the same shape; it is checked in
+    full before anything is loaded. The momentum keeps the optimizer's momentum dtype.
+    """
+    params = dict(named_params)
+    names = {id(p): n for n, p in params.items()}
+    unknown = sorted(set(portable) - set(params))
+    if unknown:
+        raise ValueError(Messages.STATE_MISSING.format(why=f"it has entries for {unknown}, which are not parameters"))
+    groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    for name, entry in portable.items():
+        p = params[name]
+        if id(p) not in groups or groups[id(p)]["algorithm"] != "muon":
+            raise ValueError(Messages.STATE_MISSING.format(why=f"parameter {name!r} is not in a Muon param group"))
+        if tuple(entry["momentum"].shape) != tuple(p.shape):
+            raise ValueError(Messages.STATE_MISMATCH.format(param=f"parameter {names[id(p)]!r}", what="momentum",
+                                                            state_shape=tuple(entry["momentum"].shape),
+                                                            shape=tuple(p.shape)))
+    for name, entry in portable.items():
+        p = params[name]
+        momentum_dtype = groups[id(p)]["momentum_dtype"]
+        dtype = getattr(torch, momentum_dtype) if momentum_dtype else p.dtype
+        optimizer.state[p] = {
+            "momentum_buffer": torch.as_tensor(entry["momentum"]).to(device=p.device, dtype=dtype).clone(),
+            "nonfinite_steps": torch.as_tensor(entry["nonfinite_steps"], dtype=torch.int64).to(p.device).clone(),
+        }
