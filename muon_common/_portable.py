@@ -10,11 +10,11 @@ the other framework's parameter names and transposes the matrices whose layout d
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-import numpy as np
-
-#: A portable state: parameter name -> {"momentum": ..., "nonfinite_steps": ...}.
-PortableState = dict[str, dict[str, np.ndarray]]
+#: A portable state: parameter name -> {"momentum": numpy array, "nonfinite_steps": numpy array}.
+#: (Kept free of imports: this module works on anything with ``.T``, ``.ndim`` and ``.copy()``.)
+PortableState = dict[str, dict[str, Any]]
 
 #: One entry of a mapping: the other framework's name, and whether to transpose (2-D).
 Target = str | tuple[str, bool]
@@ -32,8 +32,7 @@ def remap(state: PortableState, mapping: Mapping[str, Target]) -> PortableState:
     for name, entry in state.items():
         target = mapping[name]
         new_name, transpose = (target, False) if isinstance(target, str) else target
-        out[new_name] = {k: (np.ascontiguousarray(v.T) if transpose and v.ndim == 2 else v.copy())
-                         for k, v in entry.items()}
+        out[new_name] = {k: (v.T.copy() if transpose and v.ndim == 2 else v.copy()) for k, v in entry.items()}
     return out
 
 

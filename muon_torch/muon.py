@@ -167,6 +167,17 @@ class Muon(Optimizer):
                             param=names[id(p)], what=what.replace("_buffer", ""), state_shape=tuple(t.shape),
                             shape=tuple(p.shape)))
         super().load_state_dict(state_dict)
+        # torch casts every loaded state tensor but "step" to its parameter's dtype; give
+        # the momentum its configured dtype and the counter its integer dtype back (exact:
+        # the saved values were representable in both).
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p, {})
+                if "momentum_buffer" in state:
+                    dtype = getattr(torch, group["momentum_dtype"]) if group["momentum_dtype"] else p.dtype
+                    state["momentum_buffer"] = state["momentum_buffer"].to(dtype)
+                if "nonfinite_steps" in state:
+                    state["nonfinite_steps"] = state["nonfinite_steps"].to(torch.int64)
 
     def _init_group(
         self,
