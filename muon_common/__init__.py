@@ -14,6 +14,7 @@ from muon_common._portable import (
     sequential_torch_to_flax,
 )
 from muon_common._spec import (
+    ADAMW_BETAS,
     ADJUST_LR,
     CLIP_EPS,
     DEFAULTS,
@@ -30,6 +31,7 @@ from muon_common._spec import (
 )
 
 __all__ = [
+    "ADAMW_BETAS",
     "ADJUST_LR",
     "CLIP_EPS",
     "DEFAULTS",

@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "orthogonalize_dtype": None,
 }
 
+#: AdamW's ``(beta1, beta2)`` for the parameters a hybrid gives to AdamW (torch.optim.AdamW's
+#: and optax.adamw's default).
+ADAMW_BETAS: tuple[float, float] = (0.9, 0.999)
+
 #: ``adjust_lr`` choices: the factor on a matrix's learning rate from its fan-in/fan-out.
 #: ``"original"`` is Keller Jordan's ``sqrt(max(1, fan_out / fan_in))``; ``"match_rms_adamw"``
 #: (Moonlight, Liu et al. 2025) is ``0.2 * sqrt(max(fan_in, fan_out))``, which gives the

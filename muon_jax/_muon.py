@@ -15,6 +15,7 @@ import optax
 from jax import Array
 
 from muon_common import (
+    ADAMW_BETAS,
     CLIP_EPS,
     DEFAULTS,
     Messages,
@@ -370,7 +371,7 @@ def muon_with_adamw(
     learning_rate: optax.ScalarOrSchedule,
     *,
     adamw_learning_rate: optax.ScalarOrSchedule | None = None,
-    adamw_betas: tuple[float, float] = (0.9, 0.999),
+    adamw_betas: tuple[float, float] = ADAMW_BETAS,
     adamw: Callable[[str, Array], bool] | Sequence[str] = (),
     labels: Any = None,
     **muon_kwargs: Any,
