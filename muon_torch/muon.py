@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -13,18 +12,18 @@ from torch.optim.adamw import adamw
 from torch.optim.optimizer import Optimizer, ParamsT, _get_scalar_dtype
 
 from muon_common import (
-    CLIP_EPS,
+    ADAMW_BETAS,
     DEFAULTS,
     MatrixAxes,
     Messages,
     PortableState,
-    lr_adjustment,
     resolve_matrix_axes,
     validate_betas,
     validate_hyperparameters,
 )
-from muon_common._spec import ResolvedAxes
-from muon_torch._orthogonalize import Method, orthogonalize_
+from muon_torch._distributed import has_dtensor, muon_dtensor
+from muon_torch._functional import apply_direction, momentum_and_decay, orthogonalize_many, rms_normalise, robust_norm
+from muon_torch._orthogonalize import Method
 
 __all__ = ["Muon", "export_state", "import_state", "muon", "param_groups"]
 
@@ -94,7 +93,7 @@ class Muon(Optimizer):
         momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
         orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
         matrix_axes: MatrixAxes | None = None,
-        betas: tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float, float] = ADAMW_BETAS,
     ) -> None:
         defaults: dict[str, Any] = dict(
             lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
@@ -268,34 +267,6 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _to_batched(t: Tensor, axes: ResolvedAxes) -> Tensor:
-    """View ``t`` as ``(batch, rows, cols)`` following ``axes``."""
-    rows = math.prod(t.shape[a] for a in axes.rows)
-    cols = math.prod(t.shape[a] for a in axes.cols)
-    return t.permute(axes.batch + axes.rows + axes.cols).reshape(-1, rows, cols)
-
-
-def _from_batched(u: Tensor, like: Tensor, axes: ResolvedAxes) -> Tensor:
-    """Inverse of :func:`_to_batched` for a tensor shaped like ``like``."""
-    perm = axes.batch + axes.rows + axes.cols
-    return u.reshape([like.shape[a] for a in perm]).permute([perm.index(a) for a in range(like.ndim)])
-
-
-def _rms_normalise(m: Tensor, eps: float) -> Tensor:
-    """``m / sqrt(mean(m^2) + eps)``, computed on ``m / max|m|`` so squares cannot overflow."""
-    s = m.abs().amax()
-    s = torch.where(s > 0, s, torch.ones_like(s))
-    ms = m / s
-    return ms / torch.sqrt(ms.square().mean() + eps / s.square())
-
-
-def _robust_norm(m: Tensor) -> Tensor:
-    """``||m||_2`` without overflow or underflow of the squares."""
-    s = m.abs().amax()
-    s = torch.where(s > 0, s, torch.ones_like(s))
-    return s * torch.linalg.vector_norm(m / s)
-
-
 def muon(
     params: list[Tensor],
     grads: list[Tensor],
@@ -323,63 +294,35 @@ def muon(
     has a NaN or Inf keeps its value and momentum this step (selected on the device,
     without a host synchronisation) and, if given, its ``nonfinite_steps`` counter
     goes up by one.
+
+    ``DTensor`` parameters (FSDP2's ``fully_shard``) are stepped on their local shards,
+    with whole-tensor norms and NaN checks, each matrix orthogonalised by one rank of
+    its group (see ``muon_torch/_distributed.py``).
     """
     if not params:
         return
+    if has_dtensor(params):
+        # Sharded parameters (FSDP2): local elementwise work, global scalars, each matrix
+        # orthogonalised once in the group (muon_torch/_distributed.py).
+        muon_dtensor(params, grads, momentum_buffers, lr=lr, beta=beta, weight_decay=weight_decay, eps=eps,
+                     ns_iters=ns_iters, method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm,
+                     nesterov=nesterov, adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
+                     orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
+                     nonfinite_steps=nonfinite_steps)
+        return
     finite = [torch.isfinite(g).all() for g in grads]
-    grads = [torch.where(f, g, torch.zeros((), dtype=g.dtype, device=g.device))
-             for f, g in zip(finite, grads, strict=True)]
-    keep = [f.to(g.dtype) for f, g in zip(finite, grads, strict=True)]  # 1 where the step applies, else 0
-    if nonfinite_steps is not None:
-        torch._foreach_add_(nonfinite_steps, [(~f).to(c.dtype) for f, c in zip(finite, nonfinite_steps, strict=True)])
-
-    # The momentum update runs in the parameters' dtype; a bfloat16 buffer is read
-    # into a full-precision copy here and written back rounded at the end.
-    momenta = momentum_buffers
-    if momentum_dtype is not None:
-        momenta = [m.to(g.dtype) for m, g in zip(momentum_buffers, grads, strict=True)]
-    # m <- beta m + (1 - beta) g, or m unchanged where the gradient was not finite.
-    torch._foreach_mul_(momenta, [k * beta + (1.0 - k) for k in keep])
-    torch._foreach_add_(momenta, torch._foreach_mul(grads, [k * (1.0 - beta) for k in keep]))
-    if clip_grad_norm is not None:
-        scales = []
-        for f, m in zip(finite, momenta, strict=True):
-            norm = _robust_norm(m)
-            scale = torch.where(norm > clip_grad_norm, clip_grad_norm / (norm + CLIP_EPS), 1.0)
-            scales.append(torch.where(f, scale, 1.0).to(m.dtype))
-        torch._foreach_mul_(momenta, scales)
-    if momentum_dtype is not None:
-        torch._foreach_copy_(momentum_buffers, momenta)
-    inputs: list[Tensor] | tuple[Tensor, ...] = momenta
-    if nesterov:
-        inputs = torch._foreach_mul(momenta, beta)
-        torch._foreach_add_(inputs, grads, alpha=1.0 - beta)
-    if weight_decay != 0.0:
-        # p - (lr*wd) p rather than p * (1 - lr*wd): the factor 1 - lr*wd rounds to
-        # float32 with a relative error that accumulates into a drift (1.3e-6 after 50
-        # steps at lr*wd = 2e-3, measured); lr*wd's rounding only touches the small term.
-        torch._foreach_sub_(params, torch._foreach_mul(params, [k * (lr * weight_decay) for k in keep]))
-
-    buckets: dict[Any, list[tuple[Tensor, Tensor, Tensor, ResolvedAxes]]] = defaultdict(list)
-    for p, m, k in zip(params, inputs, keep, strict=True):
-        axes = resolve_matrix_axes(p.shape, matrix_axes)
-        if axes is None:
-            update = _rms_normalise(m, eps) if rms_scale else m
-            p.sub_(update * (k * lr))
-        else:
-            mb = _to_batched(m, axes)
-            buckets[(tuple(mb.shape[1:]), m.dtype, m.device)].append((p, mb, k, axes))
-
-    for (rows_cols, _, _), bucket in buckets.items():
-        # Torch layout: rows are the fan-out (``Linear.weight`` is ``(out, in)``).
-        step = lr * lr_adjustment(adjust_lr, fan_in=rows_cols[1], fan_out=rows_cols[0])
-        batched = torch.cat([mb for _, mb, _, _ in bucket]) if len(bucket) > 1 else bucket[0][1]
-        directions = orthogonalize_(batched, method, ns_iters, eps, orthogonalize_dtype)
-        offset = 0
-        for p, mb, k, axes in bucket:
-            n = mb.shape[0]
-            p.sub_(_from_batched(directions[offset:offset + n], p, axes) * (k * step))
-            offset += n
+    inputs, keep = momentum_and_decay(
+        params, grads, momentum_buffers, finite, lr=lr, beta=beta, weight_decay=weight_decay,
+        clip_grad_norm=clip_grad_norm, nesterov=nesterov, momentum_dtype=momentum_dtype,
+        nonfinite_steps=nonfinite_steps, norms=lambda ms: [robust_norm(m) for m in ms],
+    )
+    axes = [resolve_matrix_axes(p.shape, matrix_axes) for p in params]
+    matrices = [i for i, a in enumerate(axes) if a is not None]
+    directions = dict(zip(matrices, orthogonalize_many([(inputs[i], axes[i]) for i in matrices],  # type: ignore[misc]
+                                                       method, ns_iters, eps, orthogonalize_dtype), strict=True))
+    for i, (p, m) in enumerate(zip(params, inputs, strict=True)):
+        direction = directions[i] if i in directions else (rms_normalise(m, eps) if rms_scale else m)
+        apply_direction(p, direction, keep[i], lr, p.shape, axes[i], adjust_lr)
 
 
 def param_groups(

@@ -1,0 +1,394 @@
+"""Muon on sharded ``DTensor`` parameters (FSDP2's ``fully_shard``, or any one-dimension ``Shard``).
+
+The functional step :func:`muon_torch.muon` hands its work here when a parameter is a
+``torch.distributed.tensor.DTensor``. Everything elementwise (momentum, clip scaling,
+decay, the update) runs on each rank's local shard; every whole-tensor quantity is computed
+exactly with explicit collectives, batched over all parameters:
+
+1. whether a gradient has a NaN/Inf anywhere (one ``all_reduce(MAX)`` of per-parameter flags);
+2. the clip's norm, if ``clip_grad_norm`` is set, and the mean of the RMS fallback, if
+   ``rms_scale`` is set and a non-matrix parameter is sharded (one ``all_gather`` each of
+   every shard's ``max|m|`` and ``sum((m / max|m|)^2)``, combined on every rank into the
+   global ``max|m|`` and ``sum((m / max|m|)^2)``: the single-process formulas of
+   ``_robust_norm`` / ``_rms_normalise``, up to rounding).
+
+Matrices are orthogonalised exactly once in the group, as in ZeRO-1 / Moonlight / Dion:
+each matrix gets an owner rank (greedy by Newton–Schulz cost), one ``all_to_all_single``
+brings every owner the shards of the matrices it owns, the owner orthogonalises them
+(batched where shapes match), and a second ``all_to_all_single`` returns every rank its
+shard of each direction. A stacked parameter (``matrix_axes``) sharded along one of its
+batch axes needs no gather: each rank orthogonalises the slices it holds.
+
+Supported layouts: a ``DTensor`` whose placements are ``Shard(d)`` on one mesh dimension
+and ``Replicate()`` on the others (FSDP2, and HSDP's ``(Replicate(), Shard(0))``, whose
+replicas compute the same result side by side), or ``Replicate()`` only. Any other layout
+(several ``Shard``s, ``_StridedShard``, ``Partial``) is gathered whole on every rank and
+stepped there (correct, but every rank does all the work). Every rank of a group must
+step the same parameters in the same order (as FSDP2 guarantees). Owners are assigned
+afresh in each call (one call per param group), and an owner holds the whole matrices it
+owns only during the step.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from muon_common import MatrixAxes, resolve_matrix_axes
+from muon_common._spec import ResolvedAxes
+from muon_torch._functional import apply_direction, momentum_and_decay, orthogonalize_many
+from muon_torch._orthogonalize import Method
+
+__all__ = ["has_dtensor", "muon_dtensor", "owners"]
+
+
+def _dtensor_module() -> Any:
+    """The module holding ``DTensor`` if it has been imported (no DTensor can exist otherwise)."""
+    for name in ("torch.distributed.tensor", "torch.distributed._tensor"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "DTensor"):
+            return module
+    return None
+
+
+def has_dtensor(tensors: Sequence[Tensor]) -> bool:
+    """Whether any of ``tensors`` is a ``DTensor`` (without importing ``torch.distributed.tensor``)."""
+    module = _dtensor_module()
+    return module is not None and any(isinstance(t, module.DTensor) for t in tensors)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a parameter is split: along tensor axis ``dim`` over the ``size`` ranks of ``group``.
+
+    ``group is None`` means each rank holds the whole tensor (a plain tensor or a replicated
+    DTensor). Rank ``r`` holds ``torch.chunk``'s ``r``-th piece (``Shard``'s rule): pieces of
+    ``ceil(n / size)`` along ``dim``, the last ones shorter or empty.
+    """
+
+    group: Any
+    rank: int
+    size: int
+    dim: int
+    shape: tuple[int, ...]
+
+    def span(self, r: int) -> tuple[int, int]:
+        """``(start, length)`` of rank ``r``'s piece along ``dim``."""
+        n = self.shape[self.dim]
+        chunk = -(-n // self.size)
+        start = min(r * chunk, n)
+        return start, min(n, start + chunk) - start
+
+    def local_shape(self, r: int) -> tuple[int, ...]:
+        shape = list(self.shape)
+        shape[self.dim] = self.span(r)[1]
+        return tuple(shape)
+
+
+_WHOLE = _Layout(None, 0, 1, 0, ())
+
+
+def _layout(p: Tensor) -> _Layout | None:
+    """``p``'s layout, or ``None`` where only the generic (gather everything) path applies."""
+    module = _dtensor_module()
+    if module is None or not isinstance(p, module.DTensor):
+        return _WHOLE
+    placements = p.placements
+    sharded = [(i, pl) for i, pl in enumerate(placements) if not pl.is_replicate()]
+    if not sharded:
+        return _WHOLE
+    if len(sharded) != 1 or type(sharded[0][1]) is not module.Shard:
+        return None
+    mesh_dim, placement = sharded[0]
+    mesh = p.device_mesh
+    layout = _Layout(mesh.get_group(mesh_dim), mesh.get_local_rank(mesh_dim), mesh.size(mesh_dim),
+                     placement.dim % p.ndim, tuple(p.shape))
+    if tuple(p.to_local().shape) != layout.local_shape(layout.rank):
+        raise ValueError(
+            f"Muon cannot step a DTensor of shape {tuple(p.shape)} whose local shard has shape "
+            f"{tuple(p.to_local().shape)} on rank {layout.rank} of {layout.size}: {placements} splits like "
+            f"torch.chunk, which gives {layout.local_shape(layout.rank)}.")
+    return layout
+
+
+def _local(t: Tensor) -> Tensor:
+    module = _dtensor_module()
+    return t.to_local() if module is not None and isinstance(t, module.DTensor) else t
+
+
+def _like(g: Any, p: Any) -> Any:
+    """Gradient ``g`` laid out as parameter ``p`` (FSDP2's already are)."""
+    module = _dtensor_module()
+    if isinstance(g, module.DTensor) and tuple(g.placements) != tuple(p.placements):
+        return g.redistribute(p.device_mesh, p.placements)
+    return g
+
+
+def _group_key(group: Any) -> int:
+    return id(group)
+
+
+def _all_reduce_max(values: list[Tensor], layouts: list[_Layout]) -> list[Tensor]:
+    """Per-parameter 0-d ``values``, maximised over each parameter's group (one ``all_reduce`` a group)."""
+    out = list(values)
+    by_group: dict[int, list[int]] = defaultdict(list)
+    for i, layout in enumerate(layouts):
+        if layout.group is not None:
+            by_group[_group_key(layout.group)].append(i)
+    for indices in by_group.values():
+        group = layouts[indices[0]].group
+        stacked = torch.stack([values[i].to(torch.float64) for i in indices])
+        dist.all_reduce(stacked, op=dist.ReduceOp.MAX, group=group)
+        for j, i in enumerate(indices):
+            out[i] = stacked[j].to(values[i].dtype)
+    return out
+
+
+#: ``all_gather_into_tensor`` was renamed ``all_gather_single`` (torch 2.10); the old name warns.
+_all_gather: Any = getattr(dist, "all_gather_single", None) or getattr(dist, "all_gather_into_tensor", None)
+
+
+def _local_scaled_squares(t: Tensor) -> tuple[Tensor, Tensor]:
+    """``(max|t|, sum((t / max|t|)^2))`` of one shard (``max|t| = 0`` for an empty or zero shard)."""
+    if t.numel() == 0:
+        zero = torch.zeros((), dtype=t.dtype, device=t.device)
+        return zero, zero
+    s = t.abs().amax()
+    safe = torch.where(s > 0, s, torch.ones_like(s))
+    return s, (t / safe).square().sum()
+
+
+def _scaled_squares(tensors: list[Tensor], layouts: list[_Layout]) -> list[tuple[Tensor, Tensor]]:
+    """For each whole tensor: ``(S, sum((t / S)^2))`` with ``S = max|t|`` (``1`` for a zero tensor).
+
+    Each shard sends its own ``(s_r, q_r = sum((t_r / s_r)^2))`` in one ``all_gather`` a group;
+    every rank then forms ``S = max_r s_r`` and ``sum_r (s_r / S)^2 q_r``, which equals the
+    single-process ``sum((t / S)^2)`` up to rounding, with no square overflowing or underflowing.
+    """
+    stats = [_local_scaled_squares(t) for t in tensors]
+    out: list[tuple[Tensor, Tensor]] = []
+    for s, q in stats:
+        out.append((torch.where(s > 0, s, torch.ones_like(s)), q))
+    by_group: dict[int, list[int]] = defaultdict(list)
+    for i, layout in enumerate(layouts):
+        if layout.group is not None:
+            by_group[_group_key(layout.group)].append(i)
+    for indices in by_group.values():
+        layout = layouts[indices[0]]
+        mine = torch.stack([torch.stack(stats[i]).to(torch.float64) for i in indices])  # (k, 2)
+        gathered = torch.empty((layout.size * len(indices), 2), dtype=mine.dtype, device=mine.device)
+        _all_gather(gathered, mine, group=layout.group)
+        gathered = gathered.view(layout.size, len(indices), 2)
+        s_all, q_all = gathered[..., 0], gathered[..., 1]  # (size, k)
+        S = s_all.amax(dim=0)
+        S = torch.where(S > 0, S, torch.ones_like(S))
+        total = ((s_all / S).square() * q_all).sum(dim=0)
+        for j, i in enumerate(indices):
+            dtype = tensors[i].dtype
+            out[i] = (S[j].to(dtype), total[j].to(dtype))
+    return out
+
+
+def owners(costs: Sequence[float], size: int) -> list[int]:
+    """Owner rank of each matrix: the greedy longest-processing-time split of ``costs`` over ``size`` ranks.
+
+    Deterministic (ties go to the lower index and the lower rank), so every rank computes
+    the same assignment from the same shapes.
+    """
+    load = [0.0] * size
+    out = [0] * len(costs)
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        r = min(range(size), key=lambda r: (load[r], r))
+        out[i] = r
+        load[r] += costs[i]
+    return out
+
+
+def _ns_cost(axes: ResolvedAxes, shape: tuple[int, ...]) -> float:
+    batch = math.prod(shape[a] for a in axes.batch)
+    rows = math.prod(shape[a] for a in axes.rows)
+    cols = math.prod(shape[a] for a in axes.cols)
+    return float(batch * rows * cols * min(rows, cols))
+
+
+def _exchange(send: list[list[Tensor]], recv_numels: list[int], group: Any, like: Tensor) -> list[Tensor]:
+    """One ``all_to_all_single``: ``send[q]`` (flattened, concatenated) goes to rank ``q``.
+
+    Returns the flat piece received from each rank (``recv_numels[r]`` elements from rank ``r``).
+    """
+    in_splits = [sum(t.numel() for t in pieces) for pieces in send]
+    flat = [t.reshape(-1) for pieces in send for t in pieces]
+    send_buffer = torch.cat(flat) if flat else like.new_empty(0)
+    recv_buffer = like.new_empty(sum(recv_numels))
+    dist.all_to_all_single(recv_buffer, send_buffer, recv_numels, in_splits, group=group)
+    return list(torch.split(recv_buffer, recv_numels))
+
+
+def _owned_directions(
+    entries: list[tuple[Tensor, ResolvedAxes, _Layout]], method: Method, ns_iters: int, eps: float,
+    dtype: str | None,
+) -> list[Tensor]:
+    """This rank's shard of the direction of each matrix of ``entries`` (all on one group, one dtype).
+
+    ``entries`` hold this rank's shard of each input, its axes (of the whole tensor) and its
+    layout. Owners gather, orthogonalise and send back: two ``all_to_all_single`` in all.
+    """
+    layout0 = entries[0][2]
+    size, me, group = layout0.size, layout0.rank, layout0.group
+    owner = owners([_ns_cost(axes, layout.shape) for _, axes, layout in entries], size)
+    mine = [i for i in range(len(entries)) if owner[i] == me]
+
+    # 1. Every rank sends its shard of each matrix to that matrix's owner.
+    send: list[list[Tensor]] = [[] for _ in range(size)]
+    for i, (t, _, _) in enumerate(entries):
+        send[owner[i]].append(t)
+    recv_numels = [sum(math.prod(entries[i][2].local_shape(r)) for i in mine) for r in range(size)]
+    received = _exchange(send, recv_numels, group, entries[0][0])
+    pieces: list[list[Tensor]] = [[] for _ in mine]
+    for r, flat in enumerate(received):
+        offset = 0
+        for j, i in enumerate(mine):
+            shape = entries[i][2].local_shape(r)
+            n = math.prod(shape)
+            pieces[j].append(flat[offset:offset + n].view(shape))
+            offset += n
+    whole = [torch.cat(p, dim=entries[i][2].dim) for p, i in zip(pieces, mine, strict=True)]
+
+    # 2. The owner orthogonalises its matrices, batched by shape.
+    directions = orthogonalize_many([(w, entries[i][1]) for w, i in zip(whole, mine, strict=True)],
+                                    method, ns_iters, eps, dtype)
+
+    # 3. Each rank gets its shard of every direction back.
+    send = [[] for _ in range(size)]
+    for d, i in zip(directions, mine, strict=True):
+        layout = entries[i][2]
+        for r in range(size):
+            start, length = layout.span(r)
+            send[r].append(d.narrow(layout.dim, start, length))
+    recv_numels = [sum(t.numel() for i, (t, _, _) in enumerate(entries) if owner[i] == r) for r in range(size)]
+    received = _exchange(send, recv_numels, group, entries[0][0])
+    out: list[Tensor] = [torch.empty(0)] * len(entries)
+    for r, flat in enumerate(received):
+        offset = 0
+        for i, (t, _, _) in enumerate(entries):
+            if owner[i] == r:
+                out[i] = flat[offset:offset + t.numel()].view(t.shape)
+                offset += t.numel()
+    return out
+
+
+def _generic_step(params: list[Any], grads: list[Any], momentum_buffers: list[Any],
+                  nonfinite_steps: list[Tensor] | None, hyper: dict[str, Any]) -> None:
+    """Any other DTensor layout: step whole copies on every rank, then keep the local shards."""
+    from muon_torch.muon import muon  # a cycle at import time otherwise
+
+    module = _dtensor_module()
+    full_p = [p.full_tensor() for p in params]
+    full_g = [g.full_tensor() for g in grads]
+    full_m = [m.full_tensor() for m in momentum_buffers]
+    muon(full_p, full_g, full_m, nonfinite_steps=nonfinite_steps, **hyper)
+    for whole, target in zip(full_p + full_m, params + momentum_buffers, strict=True):
+        replicated = module.DTensor.from_local(whole, target.device_mesh,
+                                               [module.Replicate()] * target.device_mesh.ndim, run_check=False)
+        target.to_local().copy_(replicated.redistribute(target.device_mesh, target.placements).to_local())
+
+
+def muon_dtensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor],
+    *,
+    lr: float,
+    beta: float,
+    weight_decay: float,
+    eps: float,
+    ns_iters: int,
+    method: Method,
+    rms_scale: bool,
+    clip_grad_norm: float | None,
+    nesterov: bool = False,
+    adjust_lr: str | None = None,
+    momentum_dtype: str | None = None,
+    orthogonalize_dtype: str | None = None,
+    matrix_axes: MatrixAxes | None = None,
+    nonfinite_steps: list[Tensor] | None = None,
+) -> None:
+    """:func:`muon_torch.muon` where some parameters are ``DTensor``s (see the module's docstring)."""
+    hyper: dict[str, Any] = dict(
+        lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
+        rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
+        momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
+    )
+    layouts = [_layout(p) for p in params]
+    generic = [i for i, layout in enumerate(layouts) if layout is None]
+    if generic:
+        _generic_step([params[i] for i in generic], [grads[i] for i in generic],
+                      [momentum_buffers[i] for i in generic],
+                      None if nonfinite_steps is None else [nonfinite_steps[i] for i in generic], hyper)
+        kept = [i for i, layout in enumerate(layouts) if layout is not None]
+        params, grads, momentum_buffers = ([xs[i] for i in kept] for xs in (params, grads, momentum_buffers))
+        if nonfinite_steps is not None:
+            nonfinite_steps = [nonfinite_steps[i] for i in kept]
+        layouts = [layouts[i] for i in kept]
+        if not params:
+            return
+    lays: list[_Layout] = [layout for layout in layouts if layout is not None]
+    grads = [_like(g, p) for p, g in zip(params, grads, strict=True)]
+    shapes = [tuple(p.shape) for p in params]
+    params = [_local(p) for p in params]
+    grads = [_local(g) for g in grads]
+    momentum_buffers = [_local(m) for m in momentum_buffers]
+
+    # From here on, the steps of ``muon_torch.muon`` on local shards, with global scalars.
+    bad = _all_reduce_max([(~torch.isfinite(g).all()).to(g.dtype) for g in grads], lays)
+    inputs, keep = momentum_and_decay(
+        params, grads, momentum_buffers, [b == 0 for b in bad], lr=lr, beta=beta, weight_decay=weight_decay,
+        clip_grad_norm=clip_grad_norm, nesterov=nesterov, momentum_dtype=momentum_dtype,
+        nonfinite_steps=nonfinite_steps,
+        norms=lambda ms: [s * torch.sqrt(q) for s, q in _scaled_squares(ms, lays)],  # robust_norm, whole tensors
+    )
+
+    axes = [resolve_matrix_axes(shape, matrix_axes) for shape in shapes]
+    vectors = [i for i, a in enumerate(axes) if a is None]
+    if vectors:
+        if rms_scale:
+            stats = _scaled_squares([inputs[i] for i in vectors], [lays[i] for i in vectors])
+            for i, (s, q) in zip(vectors, stats, strict=True):
+                # rms_normalise of the whole tensor: m / sqrt(mean(m^2) + eps), on m / max|m|.
+                update = (inputs[i] / s) / torch.sqrt(q / math.prod(shapes[i]) + eps / s.square())
+                apply_direction(params[i], update, keep[i], lr, shapes[i], None, adjust_lr)
+        else:
+            for i in vectors:
+                apply_direction(params[i], inputs[i], keep[i], lr, shapes[i], None, adjust_lr)
+
+    # Matrices: local where no gather is needed, else split between the ranks of their group.
+    local: list[int] = []
+    shared: dict[tuple[int, torch.dtype], list[int]] = defaultdict(list)
+    for i, a in enumerate(axes):
+        if a is None:
+            continue
+        layout = lays[i]
+        if layout.group is None or layout.dim in a.batch:
+            if inputs[i].numel() > 0:
+                local.append(i)
+        else:
+            shared[(_group_key(layout.group), inputs[i].dtype)].append(i)
+    directions: dict[int, Tensor] = {}
+    if local:
+        found = orthogonalize_many([(inputs[i], axes[i]) for i in local], method, ns_iters, eps,  # type: ignore[misc]
+                                   orthogonalize_dtype)
+        directions.update(zip(local, found, strict=True))
+    for indices in shared.values():
+        found = _owned_directions([(inputs[i], axes[i], lays[i]) for i in indices], method, ns_iters, eps,  # type: ignore[misc]
+                                  orthogonalize_dtype)
+        directions.update(zip(indices, found, strict=True))
+    for i, d in directions.items():
+        apply_direction(params[i], d, keep[i], lr, shapes[i], axes[i], adjust_lr)
