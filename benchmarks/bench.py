@@ -348,7 +348,10 @@ def section_step(width: int, layers: int, cfg: Config) -> None:
     torch_cases: list[tuple[str, Callable[[nn.Sequential], list[Any]]]] = [
         ("torch.optim.AdamW", torch_opts),
         ("ours: muon_torch.Muon", lambda m: [muon_torch.Muon(m.parameters(), lr=LR)]),
-        ("torch.optim.Muon (2-D) + AdamW (biases)", torch_builtin_muon),
+        ("ours: muon_torch.Muon, quintic + nesterov, bf16 orthogonalisation",
+         lambda m: [muon_torch.Muon(m.parameters(), lr=LR, method="quintic", nesterov=True,
+                                    orthogonalize_dtype="bfloat16")]),
+        ("torch.optim.Muon (2-D, quintic in bf16) + AdamW (biases)", torch_builtin_muon),
         ("reference formulation (per-param loop)", lambda m: [ReferenceMuon(list(m.parameters()), lr=LR)]),
     ]
     step_rows, mem_rows = [], []
@@ -377,7 +380,8 @@ def section_step(width: int, layers: int, cfg: Config) -> None:
     jax_cases: list[tuple[str, optax.GradientTransformation]] = [
         ("optax.adamw", optax.adamw(1e-3)),
         ("ours: muon_jax.muon", muon_jax.muon(LR)),
-        ("optax.contrib.muon", optax.contrib.muon(LR)),
+        ("ours: muon_jax.muon, quintic + nesterov", muon_jax.muon(LR, method="quintic", nesterov=True)),
+        ("optax.contrib.muon (quintic, nesterov)", optax.contrib.muon(LR)),
     ]
     for label, tx in jax_cases:
 
@@ -430,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
     parser.add_argument("--repeats", type=int, default=None, help="most timed calls per case")
+    parser.add_argument("--sections", default="1,2,3", help="which sections to run, e.g. 1,3 (1 is always run)")
     args = parser.parse_args(argv)
 
     if args.quick:
@@ -450,9 +455,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"- timing: 1 warm-up, then median of n calls (n <= {cfg.repeats}, fewer for slow cases; "
           f"a case whose warm-up takes over {cfg.slow_s:.0f} s is timed by that call alone)\n")
 
+    sections = set(args.sections.split(","))
     ceiling = section_ceiling(mm_size, cfg)
-    section_orthogonalize(shapes, cfg, ceiling)
-    section_step(width, 6, cfg)
+    if "2" in sections:
+        section_orthogonalize(shapes, cfg, ceiling)
+    if "3" in sections:
+        section_step(width, 6, cfg)
     print(f"_Total wall time {time.perf_counter() - start:.0f} s; "
           f"load average at end {os.getloadavg()[0]:.2f}._")
 
