@@ -64,7 +64,7 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
 def svd_polar(G: Array) -> Array:
     r"""Exact polar factor ``U V^T`` of every trailing matrix, ``G = U S V^T``.
 
-    Directions whose singular value is below ``max(m, n) * eps_dtype * sigma_max`` (the
+    Directions whose singular value is below ``eps_dtype * sigma_max`` (the
     numerical null space, where ``U`` and ``V`` are arbitrary) are left out, so a zero
     matrix gives zero and a rank-deficient one its partial isometry.
     """
@@ -72,7 +72,7 @@ def svd_polar(G: Array) -> Array:
     s = jnp.max(jnp.abs(X), axis=(-2, -1), keepdims=True)
     s = jnp.where(s > 0, s, jnp.ones_like(s))
     U, S, Vh = jnp.linalg.svd(X / s, full_matrices=False)
-    tol = S[..., :1] * max(X.shape[-2:]) * jnp.finfo(X.dtype).eps
+    tol = S[..., :1] * jnp.finfo(X.dtype).eps
     return (U @ (Vh * (S > tol).astype(X.dtype)[..., None])).astype(G.dtype)
 
 

@@ -57,7 +57,7 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
 def svd_polar(G: Tensor) -> Tensor:
     r"""Exact polar factor ``U V^T`` of every trailing matrix, ``G = U S V^T``.
 
-    Directions whose singular value is below ``max(m, n) * eps_dtype * sigma_max`` (the
+    Directions whose singular value is below ``eps_dtype * sigma_max`` (the
     numerical null space, where ``U`` and ``V`` are arbitrary) are left out, so a zero
     matrix gives zero and a rank-deficient one its partial isometry.
     """
@@ -65,7 +65,7 @@ def svd_polar(G: Tensor) -> Tensor:
     s = X.abs().amax(dim=(-2, -1), keepdim=True)
     s = torch.where(s > 0, s, torch.ones_like(s))
     U, S, Vh = torch.linalg.svd(X / s, full_matrices=False)
-    tol = S[..., :1] * max(X.shape[-2:]) * torch.finfo(X.dtype).eps
+    tol = S[..., :1] * torch.finfo(X.dtype).eps
     return (U @ (Vh * (S > tol).to(X.dtype).unsqueeze(-1))).to(G.dtype)
 
 

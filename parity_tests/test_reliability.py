@@ -9,6 +9,7 @@ the step, identically in both twins, with a per-parameter counter.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import jax.numpy as jnp
@@ -24,6 +25,8 @@ from muon_common import METHODS
 from parity_tests.harness import LR, SHAPES, make_grads, make_params, max_rel_err, run_jax, run_oracle, run_torch
 
 NAMED_METHODS = list(METHODS)
+#: CI runs a bounded number of cases; set MUON_HYPOTHESIS_EXAMPLES for a longer run.
+EXAMPLES = int(os.environ.get("MUON_HYPOTHESIS_EXAMPLES", "60"))
 
 
 def _both(G: np.ndarray, dtype: str, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +56,7 @@ def test_extremes_stay_finite(method: str, dtype: str) -> None:
                 assert not np.any(out), "the polar factor of a zero matrix is taken as zero"
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
 @given(
     rows=st.integers(1, 12), cols=st.integers(1, 12), log_scale=st.floats(-30, 30),
     method=st.sampled_from(NAMED_METHODS), iters=st.integers(1, 100), kind=st.sampled_from(["gauss", "rank1"]),
@@ -66,7 +69,7 @@ def test_property_finite(rows: int, cols: int, log_scale: float, method: str, it
         assert np.all(np.isfinite(out))
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=max(EXAMPLES * 2 // 3, 1), deadline=None, derandomize=True)
 @given(
     rows=st.integers(2, 12), cols=st.integers(2, 12), log_scale=st.floats(-30, 30),
     method=st.sampled_from(NAMED_METHODS), iters=st.integers(1, 8), seed=st.integers(0, 2**16),
