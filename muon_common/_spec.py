@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 #: Default hyperparameters of the reference algorithm (``lr`` has no default).
@@ -238,6 +238,15 @@ def validate_hyperparameters(
             raise ValueError(Messages.DTYPE.format(name=name, value=value))
     if orthogonalize_dtype is not None and method == "svd":
         raise ValueError(Messages.SVD_DTYPE.format(value=orthogonalize_dtype))
+
+
+def adamw_matcher(adamw: Callable[[str, Any], bool] | Sequence[str]) -> Callable[[str, Any], bool]:
+    """The predicate on ``(name, param)`` that sends a matrix to AdamW in a hybrid: ``adamw``
+    itself if callable, else "the name contains one of these substrings"."""
+    if callable(adamw):
+        return adamw
+    names = tuple(adamw)
+    return lambda name, _: any(n in name for n in names)
 
 
 def validate_betas(betas: Any) -> None:

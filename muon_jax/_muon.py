@@ -19,6 +19,7 @@ from muon_common import (
     CLIP_EPS,
     DEFAULTS,
     Messages,
+    adamw_matcher,
     lr_adjustment,
     resolve_matrix_axes,
     validate_betas,
@@ -355,11 +356,7 @@ def muon_labels(
     """
     leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
     axes = _leaf_axes(matrix_axes, params)
-    if callable(adamw):
-        to_adamw = adamw
-    else:
-        names = tuple(adamw)
-        to_adamw = lambda path, leaf: any(n in path for n in names)  # noqa: E731
+    to_adamw = adamw_matcher(adamw)
     labels = []
     for (path, leaf), ax in zip(leaves_with_paths, axes, strict=True):
         name = _path_name(path)

@@ -17,6 +17,7 @@ from muon_common import (
     MatrixAxes,
     Messages,
     PortableState,
+    adamw_matcher,
     resolve_matrix_axes,
     validate_betas,
     validate_hyperparameters,
@@ -340,11 +341,7 @@ def param_groups(
     predicate on ``(name, param)`` or substrings of the parameter name, e.g.
     ``("embed", "head")``. The twin of ``muon_jax.muon_labels``.
     """
-    if callable(adamw):
-        to_adamw = adamw
-    else:
-        names = tuple(adamw)
-        to_adamw = lambda name, p: any(n in name for n in names)  # noqa: E731
+    to_adamw = adamw_matcher(adamw)
     muon_params: list[Tensor] = []
     adamw_params: list[Tensor] = []
     for name, p in model.named_parameters():
