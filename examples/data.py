@@ -8,20 +8,33 @@ example start from the same weights and see the same batches in the same order.
   training split's mean and standard deviation.
 * Text: the English dataset descriptions that ship with scikit-learn
   (``sklearn/datasets/descr/*.rst``, 14 files, about 43,000 characters), concatenated in
-  file-name order, modelled character by character.
+  file-name order, modelled character by character. ``load_text_split`` holds out
+  ``TEXT_HELD_OUT`` (3 whole files, about 17% of the characters) for evaluation.
+* Python source: the bytes of a fixed list of the standard library's own modules
+  (``STDLIB_TRAIN``, about 1 MB; held out: ``STDLIB_HELD_OUT``, about 170 KB), read from
+  ``sysconfig.get_paths()["stdlib"]``; ``load_stdlib`` warns when they differ from the
+  files measured here (another Python version).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import itertools
+import sysconfig
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 __all__ = [
+    "BYTE_VOCAB",
     "MLP_SIZES",
+    "STDLIB_FINGERPRINT",
+    "STDLIB_HELD_OUT",
+    "STDLIB_TRAIN",
+    "TEXT_HELD_OUT",
     "TEXT_SOURCE",
     "CharLMConfig",
     "Digits",
@@ -30,7 +43,9 @@ __all__ = [
     "charlm_init",
     "eval_windows",
     "load_digits",
+    "load_stdlib",
     "load_text",
+    "load_text_split",
     "mlp_init",
     "text_windows",
     "window_starts",
@@ -102,16 +117,89 @@ class Text(NamedTuple):
         return np.array([index[c] for c in text], dtype=np.int32)
 
 
-def load_text() -> Text:
-    """The English ``.rst`` dataset descriptions shipped with scikit-learn, as character ids."""
+def _descr_files() -> list[Path]:
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("the text comes with scikit-learn: pip install scikit-learn")
     descr = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "descr"
-    text = "\n".join(f.read_text(encoding="utf-8") for f in sorted(descr.glob("*.rst")))
+    return sorted(descr.glob("*.rst"))
+
+
+def load_text() -> Text:
+    """The English ``.rst`` dataset descriptions shipped with scikit-learn, as character ids."""
+    text = "\n".join(f.read_text(encoding="utf-8") for f in _descr_files())
     vocab = "".join(sorted(set(text)))
     index = {c: i for i, c in enumerate(vocab)}
     return Text(np.array([index[c] for c in text], dtype=np.int32), vocab)
+
+
+#: The description files held out of ``load_text_split``'s training text (7,478 of 43,054 characters).
+TEXT_HELD_OUT: tuple[str, ...] = ("diabetes.rst", "iris.rst", "wine_data.rst")
+
+
+def load_text_split(held_out: tuple[str, ...] = TEXT_HELD_OUT) -> tuple[Text, Text]:
+    """``(train, held_out)``: the description files split by file, ``held_out`` named ones for evaluation.
+
+    Both share one vocabulary, built from every file (``load_text().vocab``); each part is its
+    files joined by newlines in file-name order.
+    """
+    files = _descr_files()
+    missing = set(held_out) - {f.name for f in files}
+    if missing:
+        raise FileNotFoundError(f"no description file(s) {sorted(missing)} in scikit-learn")
+    vocab = load_text().vocab
+    index = {c: i for i, c in enumerate(vocab)}
+
+    def part(names: list[Path]) -> Text:
+        text = "\n".join(f.read_text(encoding="utf-8") for f in names)
+        return Text(np.array([index[c] for c in text], dtype=np.int32), vocab)
+
+    return part([f for f in files if f.name not in held_out]), part([f for f in files if f.name in held_out])
+
+
+#: Standard-library modules (paths under ``sysconfig.get_paths()["stdlib"]``, plain files on
+#: Python 3.10-3.13) whose bytes are the Python-source language model's training text ...
+STDLIB_TRAIN: tuple[str, ...] = (
+    "argparse.py", "ast.py", "calendar.py", "collections/__init__.py", "configparser.py", "contextlib.py",
+    "csv.py", "dataclasses.py", "difflib.py", "enum.py", "fractions.py", "functools.py", "heapq.py",
+    "ipaddress.py", "logging/__init__.py", "pickle.py", "random.py", "shutil.py", "statistics.py", "string.py",
+    "textwrap.py", "threading.py",
+)
+#: ... and its held-out text (disjoint).
+STDLIB_HELD_OUT: tuple[str, ...] = (
+    "copy.py", "glob.py", "gzip.py", "queue.py", "shlex.py", "tempfile.py", "tokenize.py", "uuid.py", "weakref.py",
+)
+#: (bytes, sha256) of each list's concatenation (files joined by b"\n") as measured on Python 3.11.7.
+STDLIB_FINGERPRINT: dict[str, tuple[int, str]] = {
+    "train": (1_092_749, "2d41baf8640eb43eb8aab8b330a35607eb1ddc4a5eb68a05cf837105390db1a5"),
+    "held_out": (171_996, "cda7743e81199709bc42571f6e3016c556b9029bfe579263e7aa26b8cef34a02"),
+}
+
+#: Token i of ``load_stdlib`` is byte i.
+BYTE_VOCAB = "".join(chr(i) for i in range(256))
+
+
+def _stdlib_bytes(names: tuple[str, ...]) -> bytes:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return b"\n".join((root / name).read_bytes() for name in names)
+
+
+def load_stdlib() -> tuple[Text, Text]:
+    """``(train, held_out)``: the bytes (vocabulary 256) of ``STDLIB_TRAIN`` and ``STDLIB_HELD_OUT``.
+
+    Warns (does not fail) when a list's size or sha256 differs from ``STDLIB_FINGERPRINT``:
+    another Python version ships other sources, and losses are then not comparable.
+    """
+    out = []
+    for key, names in (("train", STDLIB_TRAIN), ("held_out", STDLIB_HELD_OUT)):
+        raw = _stdlib_bytes(names)
+        measured = (len(raw), hashlib.sha256(raw).hexdigest())
+        if measured != STDLIB_FINGERPRINT[key]:
+            warnings.warn(f"the standard library's {key} files differ from those the benchmark was measured on "
+                          f"({measured[0]:,} bytes, sha256 {measured[1][:12]}… vs {STDLIB_FINGERPRINT[key][0]:,}, "
+                          f"{STDLIB_FINGERPRINT[key][1][:12]}…): results are not comparable", stacklevel=2)
+        out.append(Text(np.frombuffer(raw, dtype=np.uint8).astype(np.int32), BYTE_VOCAB))
+    return out[0], out[1]
 
 
 def window_starts(n_tokens: int, context: int, shape: tuple[int, ...], seed: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from muon_common._portable import (
     remap,
     sequential_torch_to_flax,
 )
+from muon_common._recipe import RECIPE, Recipe, WSDPhases, wsd_phases
 from muon_common._spec import (
     ADAMW_BETAS,
     ADJUST_LR,
@@ -38,11 +39,14 @@ __all__ = [
     "DEFAULTS",
     "METHODS",
     "NS_METHODS",
+    "RECIPE",
     "REFERENCE_DEMO_TORCH_TO_FLAX",
     "MatrixAxes",
     "Messages",
     "NSMethod",
     "PortableState",
+    "Recipe",
+    "WSDPhases",
     "adamw_matcher",
     "invert",
     "lr_adjustment",
@@ -52,4 +56,5 @@ __all__ = [
     "sequential_torch_to_flax",
     "validate_betas",
     "validate_hyperparameters",
+    "wsd_phases",
 ]

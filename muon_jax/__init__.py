@@ -11,6 +11,7 @@ from muon_jax._muon import (
     scale_by_muon,
 )
 from muon_jax._orthogonalize import orthogonalize
+from muon_jax._recipe import recommended, warmup_stable_decay
 
 __all__ = [
     "MatrixAxes",
@@ -21,5 +22,7 @@ __all__ = [
     "muon_labels",
     "muon_with_adamw",
     "orthogonalize",
+    "recommended",
     "scale_by_muon",
+    "warmup_stable_decay",
 ]

@@ -4,6 +4,7 @@ import torch
 
 from muon_common import MatrixAxes
 from muon_torch._orthogonalize import orthogonalize
+from muon_torch._recipe import recommended, warmup_stable_decay
 from muon_torch.muon import Muon, export_state, import_state, muon, param_groups
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "muon",
     "orthogonalize",
     "param_groups",
+    "recommended",
+    "warmup_stable_decay",
 ]
 
 # Param groups may hold a ``MatrixAxes``: let ``torch.load(weights_only=True)`` (the

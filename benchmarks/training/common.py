@@ -12,21 +12,27 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
+from data import CharLMConfig  # noqa: E402
+
 __all__ = [
     "CONFIGS",
     "EXAMPLES",
     "LR_GRIDS",
+    "METRICS",
     "TASKS",
     "Config",
     "RunResult",
     "Task",
+    "first_at_or_under",
     "steps_to_stay",
+    "tasks_for",
 ]
 
-#: The learning-rate grids. "spectral": the step is ``lr`` times an orthogonal matrix
-#: (our default lr 0.02, Keller Jordan's 0.02); "adamw": the step has the RMS of an AdamW
-#: step (AdamW itself, and Muon with ``match_rms_adamw``/``consistent_rms=0.2``). Both are
-#: the same multiplicative grid: four learning rates, each twice the last.
+#: The default peak learning-rate grids. "spectral": the step is ``lr`` times an orthogonal matrix
+#: (our reference default lr 0.02, Keller Jordan's 0.02); "adamw": the step has the RMS of an
+#: AdamW step (AdamW itself, and Muon with ``match_rms_adamw``/``consistent_rms=0.2``). Both are
+#: multiplicative grids, each lr twice the last. A task may widen or shift them (``Task.lr_grids``)
+#: where a pilot put a best lr at an edge; every configuration of a family shares its task's grid.
 LR_GRIDS: dict[str, tuple[float, ...]] = {
     "spectral": (0.01, 0.02, 0.04, 0.08),
     "adamw": (0.0025, 0.005, 0.01, 0.02),
@@ -42,89 +48,129 @@ class Config:
     ours: bool
     scale: str  # a key of LR_GRIDS
     tuned: bool = False  # a peer given the options we recommend, beyond its defaults
+    adamw: bool = False  # plain AdamW (the reference of "steps to AdamW's final held-out loss")
 
 
-#: In table order: ours, then the peers. "AdamW(...)" lists what a hybrid gives to AdamW, at
-#: the same lr as its Muon part (optax.contrib.muon's default); "β2 0.95": with betas
-#: (0.9, 0.95) rather than (0.9, 0.999). "match_rms" is ``adjust_lr="match_rms_adamw"``;
-#: "non-matrix" is every parameter that is not a matrix.
+#: In table order: ours, then the peers. Every configuration runs under the same
+#: warmup–stable–decay schedule shape (``muon_common.RECIPE``'s fractions), scaled to its peak lr;
+#: a hybrid gives its AdamW part the same peak lr as its Muon part (ours: ``RECIPE.adamw_lr_ratio``).
 CONFIGS: dict[str, Config] = {c.key: c for c in (
-    # Muon(params, lr): cubic Newton–Schulz, beta 0.9, wd 0.01, every matrix (the reference).
+    Config("recommended", "**ours: `recommended`**", True, "adamw"),
+    # Muon(params, lr) / muon(lr): cubic Newton–Schulz, beta 0.9, wd 0.01, every matrix (the reference).
     Config("ns", "ours: reference defaults (`ns`)", True, "spectral"),
-    Config("svd", "ours: `svd`", True, "spectral"),
-    Config("quintic", "ours: `quintic`", True, "spectral"),
-    Config("polar_express", "ours: `polar_express`", True, "spectral"),
-    # Every matrix to Muon (embed and head too), the rest to AdamW.
-    Config("pe_nesterov_rms", "ours: `polar_express` + nesterov + match_rms + AdamW(non-matrix, β2 0.95)", True,
-           "adamw"),
-    # Muon on the hidden matrices only.
-    Config("quintic_hybrid", "ours: `quintic` + nesterov + match_rms + AdamW(embed, head, non-matrix, β2 0.95)",
-           True, "adamw"),
-    Config("recommended", "**ours, recommended: `polar_express` + nesterov + match_rms + AdamW(embed, head, "
-           "non-matrix, β2 0.95)**", True, "adamw"),
-    # Peers, with their own defaults but the lr (torch.optim.Muon: quintic in bf16, momentum 0.95,
-    # nesterov, wd 0.1, "original" lr scaling; optax.contrib.muon: quintic, beta 0.95, nesterov, wd 0,
-    # width lr scaling, Adam for non-matrices) ...
-    Config("adamw", "AdamW", False, "adamw"),
+    Config("adamw", "AdamW (β 0.9, 0.95; wd 0.1)", False, "adamw", adamw=True),
+    Config("adamw_default", "AdamW (β 0.9, 0.999; wd 0.01)", False, "adamw", adamw=True),
+    # Peers at their defaults but the lr (torch.optim.Muon: quintic in bf16, momentum 0.95, nesterov,
+    # wd 0.1, "original" lr scaling, AdamW (defaults, wd 0.01) for non-matrices; optax.contrib.muon:
+    # quintic, beta 0.95, nesterov, wd 0, width lr scaling, Adam for non-matrices) ...
     Config("torch_muon", "torch.optim.Muon + AdamW(non-matrix)", False, "spectral"),
     Config("optax_muon", "optax.contrib.muon", False, "spectral"),
-    # ... and given the recommended split, AdamW-matched step sizes and AdamW betas.
-    Config("torch_muon_hybrid", "torch.optim.Muon(match_rms_adamw) + AdamW(embed, head, non-matrix, β2 0.95)",
-           False, "adamw", tuned=True),
+    # ... and given the options we recommend that they offer.
+    Config("torch_muon_hybrid", "torch.optim.Muon(match_rms_adamw) + AdamW(embed, head, non-matrix; β2 0.95, "
+           "wd 0.1)", False, "adamw", tuned=True),
     Config("optax_muon_hybrid", "optax.contrib.muon(consistent_rms=0.2, adam_b2=0.95), Adam(embed, head, "
            "non-matrix)", False, "adamw", tuned=True),
 )}
 
+#: What every run measures at each eval step, in this order (accuracy: NaN where it does not apply).
+METRICS = ("held_out", "train", "accuracy")
+
 
 @dataclass(frozen=True)
 class Task:
-    """A training task: what is run, for how long, and the target of the metric."""
+    """A training task: model, data, budget and eval schedule, and the configs it runs per framework."""
 
     key: str
     title: str
     steps: int
-    eval_every: int  # the loss is measured before training and every eval_every steps
-    target: float
-    loss_name: str
+    eval_every: int  # the metrics are measured before training and every eval_every steps
+    batch: int
+    target: float  # the secondary measure: steps until the *training* loss stays under it
+    held_out_name: str
+    train_name: str
     configs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # framework -> config keys
+    model: CharLMConfig | None = None  # the transformer tasks (None: the digits MLP)
+    eval_windows: int = 64  # text tasks: fixed windows of the held-out text for the held-out loss ...
+    train_windows: int = 32  # ... and of the training text for the train loss
+    lr_grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(LR_GRIDS))
+
+    def grid(self, key: str) -> tuple[float, ...]:
+        """The peak-lr grid of config ``key`` on this task."""
+        return self.lr_grids[CONFIGS[key].scale]
 
     @property
     def eval_steps(self) -> np.ndarray:
         return np.arange(0, self.steps + 1, self.eval_every)
 
 
-_OURS_SPECTRAL = ("ns", "svd", "quintic", "polar_express")
-_OURS_HYBRID = ("pe_nesterov_rms", "quintic_hybrid", "recommended")
-
-TASKS: dict[str, Task] = {
-    "digits": Task(
-        "digits", "digits MLP 64→256→256→10, batch 128", steps=300, eval_every=1, target=0.1,
-        loss_name="cross-entropy on the whole training split (1437 images)",
-        configs={
-            "torch": (*_OURS_SPECTRAL, *_OURS_HYBRID, "adamw", "torch_muon", "torch_muon_hybrid"),
-            "jax": (*_OURS_SPECTRAL, *_OURS_HYBRID, "adamw", "optax_muon", "optax_muon_hybrid"),
-        }),
-    "charlm": Task(
-        "charlm", "char transformer (2 blocks, d 64, 4 heads, context 64), batch 32", steps=300, eval_every=10,
-        target=1.8, loss_name="cross-entropy on 64 fixed windows of the training text (4096 characters)",
-        configs={
-            "torch": ("ns", "polar_express", *_OURS_HYBRID, "adamw", "torch_muon", "torch_muon_hybrid"),
-            "jax": ("ns", "recommended", "optax_muon", "optax_muon_hybrid"),
-        }),
+_FULL = {
+    "torch": ("recommended", "ns", "adamw", "adamw_default", "torch_muon", "torch_muon_hybrid"),
+    "jax": ("recommended", "ns", "adamw", "adamw_default", "optax_muon", "optax_muon_hybrid"),
 }
+_LM = {"torch": ("recommended", "adamw", "torch_muon_hybrid"), "jax": ("recommended", "adamw", "optax_muon_hybrid")}
+
+# LM sizing, measured on this 2-core machine, one thread per framework, d 128, 4 blocks, context 128, batch 16:
+# a training step of `recommended` took ~200 ms in torch and ~310 ms in JAX with nothing else running, and
+# ~2-3x that while other work shared the cores; one eval (128 held-out + 32 train windows) ~0.8 s (torch),
+# ~1.2 s (JAX). Chosen: 400 steps (819k tokens, 0.75 epoch), eval every 25 (17 evals): ~95 s a torch run
+# and ~145 s a JAX run (+ ~1 min of compilation per JAX config), so 18 runs per framework take ~28 min
+# (torch) and ~45 min (JAX) on a quiet machine; split JAX over both processes to finish in ~40 (see run.py).
+LM_CPU = CharLMConfig(vocab=256, d_model=128, heads=4, layers=4, context=128)
+LM_LARGE = CharLMConfig(vocab=256, d_model=384, heads=6, layers=6, context=256)
+
+
+def tasks_for(size: str = "small") -> dict[str, Task]:
+    """The tasks; ``size="large"`` (for a GPU) makes the LM bigger, with a larger batch and more steps."""
+    lm_model, lm_batch, lm_steps, lm_every = (LM_CPU, 16, 400, 25) if size == "small" else (LM_LARGE, 64, 2000, 50)
+    return {
+        "digits": Task(
+            "digits", "digits MLP 64→256→256→10, batch 128", steps=300, eval_every=1, batch=128, target=0.1,
+            held_out_name="cross-entropy on the test split (360 images)",
+            train_name="cross-entropy on the whole training split (1437 images)", configs=_FULL,
+            # Held-out loss on 360 images rewards not overfitting: pilots put every optimizer's best lr
+            # at or below the default grids' lowest, so this task's grids start 4x lower.
+            lr_grids={"spectral": (0.0025, 0.005, 0.01, 0.02), "adamw": (0.000625, 0.00125, 0.0025, 0.005)}),
+        "charlm": Task(
+            "charlm", "char transformer (2 blocks, d 64, 4 heads, context 64) on scikit-learn's dataset "
+            "descriptions, batch 32", steps=300, eval_every=10, batch=32, target=1.8,
+            held_out_name="cross-entropy on 64 fixed windows of the 3 held-out files",
+            train_name="cross-entropy on 32 fixed windows of the training files", configs=_FULL,
+            model=CharLMConfig(vocab=0),  # vocab: set from the text
+            # Pilots: AdamW best at 0.0025-0.005, Muon with AdamW-sized steps at 0.04: five lrs cover both.
+            lr_grids={"spectral": LR_GRIDS["spectral"], "adamw": (0.0025, 0.005, 0.01, 0.02, 0.04)}),
+        "lm": Task(
+            "lm", f"byte-level transformer ({lm_model.layers} blocks, d {lm_model.d_model}, {lm_model.heads} heads, "
+            f"context {lm_model.context}) on Python standard-library sources, batch {lm_batch}",
+            steps=lm_steps, eval_every=lm_every, batch=lm_batch, target=2.0,  # train loss; revisit after a full run
+            held_out_name="cross-entropy (nats/byte) on 128 fixed windows of the held-out modules",
+            train_name="cross-entropy on 32 fixed windows of the training modules", configs=_LM,
+            model=lm_model, eval_windows=128, train_windows=32),
+    }
+
+
+TASKS = tasks_for()
 
 
 @dataclass
 class RunResult:
-    """One training run: the loss at ``Task.eval_steps`` and the wall time of a training step."""
+    """One training run: the metrics at ``Task.eval_steps``, the time of a step, and the state's size."""
 
     task: str
     framework: str
     config: str
     lr: float
     seed: int
-    losses: list[float]
+    held_out: list[float]
+    train: list[float]
+    accuracy: list[float]  # NaN where it does not apply
     ms_per_step: float
+    state_ratio: float  # bytes of optimizer state / bytes of params
+
+
+def first_at_or_under(eval_steps: np.ndarray, losses: np.ndarray, target: float) -> int | None:
+    """The first measured step with a loss ``<= target``; ``None`` if there is none."""
+    under = np.asarray(losses) <= target
+    return int(eval_steps[np.argmax(under)]) if under.any() else None
 
 
 def steps_to_stay(eval_steps: np.ndarray, losses: np.ndarray, target: float) -> int | None:

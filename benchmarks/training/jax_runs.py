@@ -1,7 +1,9 @@
 """The JAX half of the training benchmark: transformations by config key, and jitted whole-run loops.
 
-A run (every step and every loss measurement) is one jitted ``lax.scan``, compiled once per
-config: the learning rate, the initial params and the batch indices are its arguments.
+A run (every step and every measurement) is one jitted ``lax.scan``, compiled once per config:
+the peak learning rate, the initial params and the batch indices are its arguments. Every
+transformation follows the warmup–stable–decay shape ``muon_jax.warmup_stable_decay(1.0, T)``
+times the (traced) peak lr.
 """
 
 from __future__ import annotations
@@ -17,18 +19,24 @@ import optax
 import optax.contrib
 from charlm_flax import build_charlm, matrix_axes
 from common import Task
-from data import CharLMConfig, Digits, Text, batch_indices, eval_windows, window_starts
+from data import Digits, Text, batch_indices, eval_windows, window_starts
 from digits_flax import MLP
 from flax import nnx
 from jax import Array
 
 import muon_jax
+from muon_common import RECIPE
 
-__all__ = ["JaxTask", "make_tx"]
+__all__ = ["JaxTask", "check_recommended", "jax_device", "make_tx", "recommended_tx"]
 
 _HYBRID = ("embed", "head")
-_BETAS = (0.9, 0.95)  # the AdamW part of the hybrids that follow the recommendation
+_BETAS = (0.9, 0.95)  # AdamW's betas in the LM-standard setting and in the tuned peers
 Params = Any
+
+
+def jax_device(device: str) -> Any:
+    """The first JAX device of a ``--device`` name (``cpu``, ``cuda``/``gpu``)."""
+    return jax.devices("gpu" if device in ("cuda", "gpu") else device)[0]
 
 
 def _path_name(path: tuple[Any, ...]) -> str:
@@ -48,120 +56,183 @@ def _optax_dims(hybrid: bool) -> Callable[[Params], Any]:
     return lambda params: jax.tree_util.tree_map_with_path(spec, params)
 
 
-def make_tx(key: str, learning_rate: optax.Schedule, stacked: bool) -> optax.GradientTransformation:
-    """The transformation of config ``key`` (see ``common.CONFIGS``); ``stacked``: the char model's params."""
+def _wsd(peak: Any, total_steps: int) -> optax.Schedule:
+    """``muon_jax.warmup_stable_decay(peak, total_steps)`` for a traced ``peak``: the unit schedule times it."""
+    unit = muon_jax.warmup_stable_decay(1.0, total_steps)
+    return lambda count: peak * unit(count)
+
+
+def recommended_tx(peak: Any, total_steps: int, axes: Any) -> optax.GradientTransformation:
+    """What ``muon_jax.recommended(total_steps, peak, matrix_axes=axes)`` builds, but with a traced ``peak``.
+
+    ``recommended`` takes only a float lr (it builds the schedules itself); this spells out the
+    same ``muon_with_adamw`` call from ``RECIPE``. ``check_recommended`` verifies the two agree.
+    """
+    unit = muon_jax.warmup_stable_decay(1.0, total_steps)
+    return muon_jax.muon_with_adamw(
+        lambda count: peak * unit(count),
+        adamw_learning_rate=lambda count: peak * RECIPE.adamw_lr_ratio * unit(count),
+        adamw_betas=RECIPE.adamw_betas, adamw=RECIPE.adamw, matrix_axes=axes, **RECIPE.muon_options())
+
+
+def check_recommended(params: Params, total_steps: int, axes: Any, lr: float = 0.01, steps: int = 3) -> None:
+    """Raise if ``recommended_tx`` and ``muon_jax.recommended`` give different updates (``steps`` of them)."""
+    ours, theirs = recommended_tx(lr, total_steps, axes), muon_jax.recommended(total_steps, lr, matrix_axes=axes)
+    grads = jax.tree.map(lambda p: jnp.cos(3.0 * p) + 0.1, params)
+    state_a, state_b = ours.init(params), theirs.init(params)
+    for _ in range(steps):
+        ua, state_a = ours.update(grads, state_a, params)
+        ub, state_b = theirs.update(grads, state_b, params)
+        for a, b in zip(jax.tree.leaves(ua), jax.tree.leaves(ub), strict=True):
+            if not np.allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7):
+                raise AssertionError("recommended_tx differs from muon_jax.recommended: update the benchmark")
+
+
+def make_tx(key: str, peak: Any, total_steps: int, stacked: bool) -> optax.GradientTransformation:
+    """The transformation of config ``key`` (see ``common.CONFIGS``) at peak lr ``peak`` (may be traced).
+
+    ``stacked``: the transformer's params (block kernels stacked ``(layers, in, out)``).
+    """
     axes = matrix_axes if stacked else None
-    ours: dict[str, dict[str, Any]] = {
-        "ns": {}, "svd": {"method": "svd"}, "quintic": {"method": "quintic"},
-        "polar_express": {"method": "polar_express"},
-    }
-    hybrid = {"nesterov": True, "adjust_lr": "match_rms_adamw", "matrix_axes": axes, "adamw_betas": _BETAS}
-    if key in ours:
-        return muon_jax.muon(learning_rate, matrix_axes=axes, **ours[key])
-    if key == "pe_nesterov_rms":
-        return muon_jax.muon_with_adamw(learning_rate, method="polar_express", **hybrid)
-    if key in ("recommended", "quintic_hybrid"):
-        method = "polar_express" if key == "recommended" else "quintic"
-        return muon_jax.muon_with_adamw(learning_rate, adamw=_HYBRID, method=method, **hybrid)
+    lr = _wsd(peak, total_steps)
+    if key == "recommended":
+        return recommended_tx(peak, total_steps, axes)
+    if key == "ns":
+        return muon_jax.muon(lr, matrix_axes=axes)
     if key == "adamw":
-        return optax.adamw(learning_rate, weight_decay=0.01)
+        return optax.adamw(lr, b1=_BETAS[0], b2=_BETAS[1], weight_decay=0.1)
+    if key == "adamw_default":
+        return optax.adamw(lr, weight_decay=0.01)
     if key == "optax_muon":
-        return optax.contrib.muon(learning_rate, muon_weight_dimension_numbers=_optax_dims(False))
+        return optax.contrib.muon(lr, muon_weight_dimension_numbers=_optax_dims(False))
     if key == "optax_muon_hybrid":
-        return optax.contrib.muon(learning_rate, consistent_rms=0.2, adam_b2=_BETAS[1],
+        return optax.contrib.muon(lr, consistent_rms=0.2, adam_b2=_BETAS[1],
                                   muon_weight_dimension_numbers=_optax_dims(True))
     raise KeyError(f"no JAX transformation for config {key!r}")
 
 
 class JaxTask:
-    """A task's model, data and batches in JAX; ``run`` trains one config at several lrs and seeds."""
+    """A task's model, data and batches in JAX; ``run`` trains one config at several (lr, seed)."""
 
-    def __init__(self, task: Task, data: Digits | Text) -> None:
+    def __init__(self, task: Task, data: Digits | tuple[Text, Text], device: str = "cpu") -> None:
         self.task = task
+        self.device = jax_device(device)
+        self.stacked = task.model is not None
         self._batch_loss: Callable[[Params, Array], Array]
-        self._eval_loss: Callable[[Params], Array]
+        self._evaluate: Callable[[Params], Array]  # (held-out loss, train loss, accuracy or NaN)
         self._init: Callable[[int], Params]
         self._batches: Callable[[int], Array]
+        self._trainers: dict[str, Callable[..., Array]] = {}
         model: nnx.Module
-        if isinstance(data, Digits):
-            x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-            model = MLP(0)
-            self._init = lambda seed: nnx.to_pure_dict(nnx.state(MLP(seed)))
-            self._batches = lambda seed: jnp.asarray(batch_indices(len(data.y_train), 128, task.steps, seed))
-            self._batch_loss = lambda params, idx: self._ce(params, x[idx], y[idx])
-            self._eval_loss = lambda params: self._ce(params, x, y)
-        else:
-            config = CharLMConfig(vocab=len(data.vocab))
-            tokens = jnp.asarray(data.tokens)
-            offsets = jnp.arange(config.context + 1)
-            eval_x, eval_y = (jnp.asarray(a) for a in eval_windows(data.tokens, config.context))
-            model = build_charlm(config, 0)
-            self._init = lambda seed: nnx.to_pure_dict(nnx.state(build_charlm(config, seed)))
-            self._batches = lambda seed: jnp.asarray(
-                window_starts(len(data.tokens), config.context, (task.steps, 32), seed))
+        with jax.default_device(self.device):
+            if isinstance(data, Digits):
+                x, y, x_test, y_test = (jnp.asarray(a) for a in data)
+                model = MLP(0)
+                self._init = lambda seed: nnx.to_pure_dict(nnx.state(MLP(seed)))
+                self._batches = lambda seed: jnp.asarray(batch_indices(len(data.y_train), task.batch, task.steps,
+                                                                       seed))
+                self._batch_loss = lambda params, idx: self._ce(params, x[idx], y[idx])
 
-            def window_loss(params: Params, starts: Array) -> Array:
-                window = tokens[starts[:, None] + offsets]
-                return self._ce(params, window[:, :-1], window[:, 1:])
+                def evaluate(params: Params) -> Array:
+                    logits = nnx.merge(self._graphdef, params)(x_test)
+                    held = optax.softmax_cross_entropy_with_integer_labels(logits, y_test).mean()
+                    accuracy = (logits.argmax(-1) == y_test).mean()
+                    return jnp.stack([held, self._ce(params, x, y), accuracy])
+            else:
+                train_text, held_text = data
+                assert task.model is not None
+                config = task.model._replace(vocab=len(train_text.vocab))
+                tokens = jnp.asarray(train_text.tokens)
+                offsets = jnp.arange(config.context + 1)
+                held = [jnp.asarray(a) for a in eval_windows(held_text.tokens, config.context, task.eval_windows)]
+                seen = [jnp.asarray(a) for a in eval_windows(train_text.tokens, config.context,
+                                                             task.train_windows)]
+                model = build_charlm(config, 0)
+                self._init = lambda seed: nnx.to_pure_dict(nnx.state(build_charlm(config, seed)))
+                self._batches = lambda seed: jnp.asarray(
+                    window_starts(len(train_text.tokens), config.context, (task.steps, task.batch), seed))
 
-            self._batch_loss = window_loss
-            self._eval_loss = lambda params: self._ce(params, eval_x, eval_y)
+                def window_loss(params: Params, starts: Array) -> Array:
+                    window = tokens[starts[:, None] + offsets]
+                    return self._ce(params, window[:, :-1], window[:, 1:])
+
+                def evaluate(params: Params) -> Array:
+                    return jnp.stack([self._ce(params, *held), self._ce(params, *seen), jnp.float32(jnp.nan)])
+
+                self._batch_loss = window_loss
+            self._evaluate = evaluate
         self._graphdef, _ = nnx.split(model)
 
     def _ce(self, params: Params, x: Array, y: Array) -> Array:
         logits = nnx.merge(self._graphdef, params)(x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
+    def _tx(self, key: str, peak: Any) -> optax.GradientTransformation:
+        return make_tx(key, peak, self.task.steps, self.stacked)
+
     def _step_fn(self, key: str) -> Callable[..., Any]:
         def step(carry: tuple[Params, Any, Array], batch: Array) -> tuple[tuple[Params, Any, Array], None]:
-            params, state, lr = carry
-            tx = make_tx(key, lambda _: lr, self.task.key == "charlm")
+            params, state, peak = carry
             grads = jax.grad(self._batch_loss)(params, batch)
-            updates, state = tx.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state, lr), None
+            updates, state = self._tx(key, peak).update(grads, state, params)
+            return (optax.apply_updates(params, updates), state, peak), None
 
         return step
 
-    def _init_state(self, key: str, params: Params, lr: Array) -> Any:
-        return make_tx(key, lambda _: lr, self.task.key == "charlm").init(params)
+    def _trainer(self, key: str) -> Callable[..., Array]:
+        if key not in self._trainers:
+            task, step = self.task, self._step_fn(key)
+            chunks, k = task.steps // task.eval_every, task.eval_every
 
-    def run(self, key: str, lrs: tuple[float, ...], seeds: tuple[int, ...],
-            progress: Callable[[], None] = lambda: None) -> dict[tuple[float, int], tuple[list[float], float]]:
-        """Train ``key`` at every ``(lr, seed)``: the losses at ``task.eval_steps`` and the ms per step."""
-        task, step = self.task, self._step_fn(key)
-        chunks, k = task.steps // task.eval_every, task.eval_every
+            @jax.jit
+            def train(params: Params, batches: Array, peak: Array) -> Array:
+                def chunk(carry: Any, batch_chunk: Array) -> tuple[Any, Array]:
+                    carry, _ = jax.lax.scan(step, carry, batch_chunk)
+                    return carry, self._evaluate(carry[0])
 
-        @jax.jit
-        def train(params: Params, batches: Array, lr: Array) -> Array:
-            def chunk(carry: Any, batch_chunk: Array) -> tuple[Any, Array]:
-                carry, _ = jax.lax.scan(step, carry, batch_chunk)
-                return carry, self._eval_loss(carry[0])
+                carry = (params, self._tx(key, peak).init(params), peak)
+                _, metrics = jax.lax.scan(chunk, carry, batches.reshape(chunks, k, *batches.shape[1:]))
+                return jnp.concatenate([self._evaluate(params)[None], metrics])  # (evals, 3)
 
-            carry = (params, self._init_state(key, params, lr), lr)
-            _, losses = jax.lax.scan(chunk, carry, batches.reshape(chunks, k, *batches.shape[1:]))
-            return jnp.concatenate([self._eval_loss(params)[None], losses])
+            self._trainers[key] = train
+        return self._trainers[key]
 
-        ms = self._time_step(key, step, lrs[len(lrs) // 2], seeds[0])
+    def run(self, key: str, jobs: list[tuple[float, int]], progress: Callable[[], None] = lambda: None
+            ) -> dict[tuple[float, int], tuple[list[list[float]], float, float]]:
+        """Train ``key`` at every ``(peak lr, seed)`` of ``jobs``: ``[held_out, train, accuracy]`` at
+        ``task.eval_steps``, the ms per step (one timing per call) and the state/params byte ratio."""
         out = {}
-        for seed in seeds:
-            params, batches = self._init(seed), self._batches(seed)
-            for lr in lrs:
-                losses = train(params, batches, jnp.float32(lr))
-                out[(lr, seed)] = (np.asarray(losses, dtype=np.float64).tolist(), ms)
+        with jax.default_device(self.device):
+            if key == "recommended":
+                check_recommended(self._init(0), self.task.steps, matrix_axes if self.stacked else None)
+            train = self._trainer(key)
+            ms = self._time_step(key, jobs[0][0], jobs[0][1])
+            params0 = self._init(jobs[0][1])
+            state = jax.eval_shape(self._tx(key, jobs[0][0]).init, params0)
+            ratio = _nbytes(state) / _nbytes(params0)
+            for lr, seed in jobs:
+                metrics = np.asarray(train(self._init(seed), self._batches(seed), jnp.float32(lr)), dtype=np.float64)
+                out[(lr, seed)] = (metrics.T.tolist(), ms, ratio)
                 progress()
         return out
 
-    def _time_step(self, key: str, step: Callable[..., Any], lr: float, seed: int, n: int = 20) -> float:
+    def _time_step(self, key: str, lr: float, seed: int, n: int = 20) -> float:
         """ms per training step (forward, backward, update): a jitted step, timed over ``n`` calls after warm-up."""
         params, batches = self._init(seed), self._batches(seed)
-        lr_ = jnp.float32(lr)
-        carry = (params, self._init_state(key, params, lr_), lr_)
-        jitted = jax.jit(step)
+        peak = jnp.float32(lr)
+        carry = (params, self._tx(key, peak).init(params), peak)
+        jitted = jax.jit(self._step_fn(key))
         for i in range(2):
             carry, _ = jitted(carry, batches[i])
         jax.block_until_ready(carry)
+        n = min(n, len(batches))
         start = time.perf_counter()
         for i in range(n):
-            carry, _ = jitted(carry, batches[i % len(batches)])
+            carry, _ = jitted(carry, batches[i])
         jax.block_until_ready(carry)
         return 1e3 * (time.perf_counter() - start) / n
+
+
+def _nbytes(tree: Any) -> int:
+    return sum(int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
+               if hasattr(leaf, "shape"))

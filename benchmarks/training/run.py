@@ -1,24 +1,31 @@
-"""Training benchmark: how fast our Muon configurations train real models, against the peers.
+"""Training benchmark: end-of-run held-out quality of our Muon against the peers, in PyTorch and JAX.
 
-Run ``python benchmarks/training/run.py`` (26 minutes on 2 busy CPU cores; one thread per
-framework) to write ``docs/training.md`` and the plots ``docs/training_digits.png`` and
-``docs/training_charlm.png``. ``--quick`` is a smoke run of every path (20 steps, 1 seed,
-1 lr per configuration: about a minute, written to a temporary folder unless ``--out`` is
-given). ``--save-runs FILE`` keeps every curve; ``--from-runs FILE`` re-renders from it.
+Run ``python benchmarks/training/run.py`` to write ``docs/training.md`` and the plots
+``docs/training_<task>.png``. Options: ``--tasks digits,charlm,lm``, ``--frameworks torch,jax``,
+``--device cpu|cuda`` (``cuda``/``gpu`` also selects the large LM unless ``--size`` says
+otherwise), ``--quick`` (a smoke run of every path: 20 steps, 1 seed, 1 lr, written to a
+temporary folder unless ``--out`` is given), ``--configs a,b`` (only those config keys),
+``--steps N`` (override the budget, for sizing probes), ``--save-runs FILE`` (every curve,
+saved after each configuration) and ``--from-runs A.json[,B.json,...]`` (render the report
+from saved runs, train nothing). Torch and JAX can run as two processes in parallel (one
+thread each); JAX is the slower on CPU, so its LM configs are split across both::
 
-Two tasks (``common.TASKS``), each trained by every configuration (``common.CONFIGS``) at
-each learning rate of its family's grid (``common.LR_GRIDS``) and 3 seeds (the seed sets
-the initial weights and the batch order, identical across optimizers and frameworks):
+    B=benchmarks/training/run.py
+    (python $B --frameworks torch --save-runs /tmp/t.json &&
+     python $B --frameworks jax --configs optax_muon_hybrid,ns,optax_muon --save-runs /tmp/j2.json) &
+    python $B --frameworks jax --configs recommended,adamw,adamw_default --save-runs /tmp/j1.json; wait
+    python $B --from-runs /tmp/t.json,/tmp/j1.json,/tmp/j2.json
 
-* digits: the MLP of ``examples/digits_*.py``; the loss is measured on the whole training
-  split after every step; target 0.1.
-* charlm: the char transformer of ``examples/charlm_*.py`` (Flax: stacked blocks under
-  ``nnx.scan``); the loss is measured on 64 fixed windows of the text every 10 steps;
-  target 1.8.
+Three tasks (``common.TASKS``): the digits MLP, the char transformer on scikit-learn's dataset
+descriptions (3 files held out), and a byte-level transformer on Python standard-library sources
+(held-out modules). Every configuration (``common.CONFIGS``) runs under the same
+warmup–stable–decay schedule shape (``muon_common.RECIPE``'s fractions) scaled to its peak lr.
 
-The metric is the first measured step from which the loss stays at or under the target
-for the rest of the run; a configuration's best lr is the one with the fewest such steps
-(median over the seeds; ties go to the lower median final loss).
+LR protocol: seed 0 at every peak lr of the configuration's grid (``common.LR_GRIDS``); the
+best is the lowest final held-out loss; seeds 1 and 2 then run at that lr. Measures: the final
+held-out loss (median of the 3 seeds; accuracy on digits), the steps to reach AdamW's final
+held-out loss (as a fraction of the budget), ms per step, optimizer state bytes / param bytes,
+and (secondary) the steps until the training loss stays under a target.
 """
 
 from __future__ import annotations
@@ -31,9 +38,10 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 # One thread per framework, set before torch and jax start: on a shared 2-core machine
 # two threads made torch 10-20x slower, and one thread keeps the timings comparable.
@@ -41,412 +49,426 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-from common import CONFIGS, LR_GRIDS, TASKS, RunResult, Task, steps_to_stay
+from common import CONFIGS, RunResult, Task, first_at_or_under, steps_to_stay, tasks_for
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "python benchmarks/training/run.py"
+FRAMEWORKS = ("torch", "jax")
 FRAMEWORK_NAMES = {"torch": "PyTorch", "jax": "JAX"}
 INF = float("inf")
+#: The LM target: ours reaches AdamW's final held-out loss within this fraction of the budget.
+LM_FRACTION_TARGET = 0.65
+
+
+def _finite(x: float) -> float:
+    return x if np.isfinite(x) else INF
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(_finite(v) for v in values) if values else float("nan")
 
 
 @dataclass
-class Summary:
-    """One (task, framework, config, lr) over its seeds."""
+class Best:
+    """One (task, framework, config): its lr sweep on seed 0 and its runs at the best lr."""
 
     config: str
     framework: str
+    sweep: dict[float, float]  # peak lr -> seed-0 final held-out loss
     lr: float
-    steps: list[int | None]  # steps to stay under the target, per seed
-    first: list[int | None]  # first measured step at or under the target, per seed
-    finals: list[float]
-    ms: list[float]
-    median_seed: int  # index into the seeds of the run whose steps are the median
+    runs: list[RunResult]  # at lr, by seed
 
     @property
-    def median_steps(self) -> float:
-        return statistics.median(INF if s is None else s for s in self.steps)
+    def finals(self) -> list[float]:
+        return [r.held_out[-1] for r in self.runs]
 
     @property
-    def median_first(self) -> float:
-        return statistics.median(INF if s is None else s for s in self.first)
+    def final(self) -> float:
+        return _median(self.finals)
 
     @property
-    def median_final(self) -> float:
-        return statistics.median(self.finals)
+    def accuracy(self) -> float:
+        return _median([r.accuracy[-1] for r in self.runs])
+
+    @property
+    def ms(self) -> float:
+        return statistics.median(r.ms_per_step for r in self.runs)
+
+    @property
+    def state_ratio(self) -> float:
+        return self.runs[0].state_ratio
+
+    @property
+    def median_run(self) -> RunResult:
+        order = sorted(self.runs, key=lambda r: _finite(r.held_out[-1]))
+        return order[(len(order) - 1) // 2]
+
+    def edge(self) -> str | None:
+        """``"lowest"``/``"highest"`` when the best lr is at that end of a grid of more than one lr."""
+        grid = sorted(self.sweep)
+        if len(grid) < 2:
+            return None
+        return "lowest" if self.lr == grid[0] else "highest" if self.lr == grid[-1] else None
 
 
-def summarise(task: Task, runs: list[RunResult]) -> dict[tuple[str, str], list[Summary]]:
-    """Group runs by (framework, config) and lr, in grid order."""
-    grouped: dict[tuple[str, str, float], list[RunResult]] = defaultdict(list)
+def best_lr(sweep: dict[float, float]) -> float:
+    return min(sweep, key=lambda lr: (_finite(sweep[lr]), lr))
+
+
+def summarise(runs: list[RunResult]) -> dict[tuple[str, str], Best]:
+    """(framework, config) -> its best lr and runs there, for the runs of one task."""
+    grouped: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
     for r in runs:
-        grouped[(r.framework, r.config, r.lr)].append(r)
-    out: dict[tuple[str, str], list[Summary]] = defaultdict(list)
-    for (framework, config, lr), rs in sorted(grouped.items(), key=lambda kv: kv[0][2]):
-        rs = sorted(rs, key=lambda r: r.seed)
-        losses = [np.asarray(r.losses) for r in rs]
-        steps = [steps_to_stay(task.eval_steps, loss, task.target) for loss in losses]
-        first = [int(task.eval_steps[np.argmax(loss <= task.target)]) if (loss <= task.target).any() else None
-                 for loss in losses]
-        finals = [float(loss[-1]) for loss in losses]
-        order = sorted(range(len(rs)), key=lambda i: (INF if steps[i] is None else steps[i], finals[i]))
-        out[(framework, config)].append(Summary(config, framework, lr, steps, first, finals,
-                                                [r.ms_per_step for r in rs], order[len(order) // 2]))
+        grouped[(r.framework, r.config)].append(r)
+    out = {}
+    for (framework, config), rs in grouped.items():
+        seed0 = min(r.seed for r in rs)
+        sweep = {r.lr: r.held_out[-1] for r in sorted(rs, key=lambda r: r.lr) if r.seed == seed0}
+        lr = best_lr(sweep)
+        out[(framework, config)] = Best(config, framework, sweep, lr,
+                                        sorted((r for r in rs if r.lr == lr), key=lambda r: r.seed))
     return out
 
 
-def best(summaries: list[Summary]) -> Summary:
-    return min(summaries, key=lambda s: (s.median_steps, s.median_final if np.isfinite(s.median_final) else INF))
+def adamw_reference(bests: dict[tuple[str, str], Best], framework: str) -> Best | None:
+    """The AdamW configuration with the lowest median final held-out loss in ``framework``."""
+    candidates = [b for (fw, key), b in bests.items() if fw == framework and CONFIGS[key].adamw]
+    return min(candidates, key=lambda b: _finite(b.final)) if candidates else None
 
 
-def _fmt_steps(value: float) -> str:
-    return "not reached" if value == INF else f"{value:g}"
+def fraction_to(task: Task, best: Best, target: float) -> tuple[float, list[int | None]]:
+    """Median over seeds of the first eval step with held-out loss ``<= target``, over the budget (inf: not
+    reached by the median seed), and the per-seed steps."""
+    steps = [first_at_or_under(task.eval_steps, np.asarray(r.held_out), target) for r in best.runs]
+    return statistics.median(INF if s is None else s / task.steps for s in steps), steps
 
 
-def _fmt_seeds(values: Iterable[int | None]) -> str:
-    return ", ".join("–" if v is None else str(v) for v in values)
+# ----------------------------------------------------------------------------------------------- running
 
 
-def _fmt_loss(value: float) -> str:
-    return f"{value:.3g}" if np.isfinite(value) else "nan"
+def load_data(task: Task) -> Any:
+    from data import load_digits, load_stdlib, load_text_split
+
+    return {"digits": load_digits, "charlm": load_text_split, "lm": load_stdlib}[task.key]()
 
 
-def results_table(task: Task, summaries: dict[tuple[str, str], list[Summary]]) -> list[str]:
-    lines = [
-        f"| configuration | framework | best lr (grid) | steps to stay ≤ {task.target:g}: median (per seed) "
-        f"| first ≤ {task.target:g} | final loss | ms/step |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for key, config in CONFIGS.items():
-        for framework in ("torch", "jax"):
-            if (framework, key) not in summaries:
-                continue
-            b = best(summaries[(framework, key)])
-            grid = "/".join(f"{lr:g}" for lr in LR_GRIDS[config.scale])
-            lines.append(
-                f"| {config.label} | {FRAMEWORK_NAMES[framework]} | {b.lr:g} ({grid}) "
-                f"| **{_fmt_steps(b.median_steps)}** ({_fmt_seeds(b.steps)}) | {_fmt_steps(b.median_first)} "
-                f"| {_fmt_loss(b.median_final)} | {statistics.median(b.ms):.1f} |")
-    return lines
+def task_list(names: str, size: str, quick: bool, steps: int | None = None) -> list[Task]:
+    """The named tasks; ``quick``: 20 steps each; ``steps``: that many (eval every 10 unless it divides them)."""
+    tasks = [tasks_for(size)[t] for t in names.split(",")]
+    steps = steps or (20 if quick else None)
+    if steps:
+        tasks = [replace(t, steps=steps, eval_every=t.eval_every if steps % t.eval_every == 0 else 10)
+                 for t in tasks]
+    return tasks
 
 
-def sweep_table(task: Task, summaries: dict[tuple[str, str], list[Summary]]) -> list[str]:
-    """Median steps (and median final loss) at every lr of the grid."""
-    lines = ["| configuration | framework | lr: steps to stay ≤ target (final loss), median of the seeds |",
-             "|---|---|---|"]
-    for key, config in CONFIGS.items():
-        for framework in ("torch", "jax"):
-            if (framework, key) not in summaries:
-                continue
-            cells = "; ".join(f"{s.lr:g}: {_fmt_steps(s.median_steps)} ({_fmt_loss(s.median_final)})"
-                              for s in summaries[(framework, key)])
-            lines.append(f"| {config.label} | {FRAMEWORK_NAMES[framework]} | {cells} |")
-    return lines
+def run_all(tasks: list[Task], frameworks: list[str], seeds: tuple[int, ...], quick: bool, device: str,
+            save: Callable[[list[RunResult]], None], configs: set[str] | None = None) -> list[RunResult]:
+    """Every (task, framework, config) (only ``configs`` if given): seed ``seeds[0]`` over the lr grid, then the
+    other seeds at the best lr."""
+    jobs = [(task, fw, key) for task in tasks for fw in frameworks for key in task.configs.get(fw, ())
+            if configs is None or key in configs]
+    def grid_of(task: Task, key: str) -> tuple[float, ...]:
+        return (task.grid(key)[1],) if quick else task.grid(key)
+
+    total = sum(len(grid_of(task, key)) + len(seeds) - 1 for task, _, key in jobs)
+    results: list[RunResult] = []
+    data: dict[str, Any] = {}
+    with tqdm(total=total, desc="training runs", unit="run") as bar:
+        for task, framework, key in jobs:
+            bar.set_postfix_str(f"{task.key}/{framework}/{key}")
+            if task.key not in data:
+                data[task.key] = load_data(task)
+            runner = _runner(task, framework, data[task.key], device)
+            first = runner(key, [(lr, seeds[0]) for lr in grid_of(task, key)], bar.update)
+            sweep = {lr: r[0][0][-1] for (lr, _), r in first.items()}  # r: ([held_out, ...], ms, ratio)
+            rest = runner(key, [(best_lr(sweep), s) for s in seeds[1:]], bar.update) if seeds[1:] else {}
+            for (lr, seed), (columns, ms, ratio) in {**first, **rest}.items():
+                results.append(RunResult(task.key, framework, key, lr, seed, *columns, ms, ratio))
+            save(results)
+    return results
 
 
-def summary_table(tasks: list[Task], all_summaries: dict[str, dict[tuple[str, str], list[Summary]]]) -> list[str]:
-    """One line per configuration: median steps to stay under the target (best lr) per task and framework."""
-    columns = [(t, fw) for t in tasks for fw in ("torch", "jax") if any(k[0] == fw for k in all_summaries[t.key])]
-    lines = [
-        "| configuration | " + " | ".join(f"{t.key} ≤ {t.target:g}, {FRAMEWORK_NAMES[fw]}" for t, fw in columns) + " |",
-        "|---|" + "---|" * len(columns),
-    ]
-    for key, config in CONFIGS.items():
-        cells = []
-        for task, framework in columns:
-            summaries = all_summaries[task.key].get((framework, key))
-            if summaries is None:
-                cells.append("")
-                continue
-            b = best(summaries)
-            cells.append(f"{_fmt_steps(b.median_steps)} (lr {b.lr:g})")
-        if any(cells):
-            lines.append(f"| {config.label} | " + " | ".join(cells) + " |")
-    return lines
+def _runner(task: Task, framework: str, data: Any, device: str) -> Callable[..., dict[tuple[float, int], Any]]:
+    """``runner(key, [(lr, seed), ...], progress) -> {(lr, seed): ([held_out, train, accuracy], ms, ratio)}``."""
+    if framework == "torch":
+        import torch
+        import torch_runs
+
+        torch.set_num_threads(1)
+
+        def run_torch(key: str, jobs: list[tuple[float, int]], progress: Callable[[], None]) -> dict[Any, Any]:
+            out = {}
+            for lr, seed in jobs:
+                out[(lr, seed)] = torch_runs.run(task, key, lr, seed, data, device)
+                progress()
+            return out
+
+        return run_torch
+    import jax_runs
+
+    jax_task = jax_runs.JaxTask(task, data, device)
+
+    def run_jax(key: str, jobs: list[tuple[float, int]], progress: Callable[[], None]) -> dict[Any, Any]:
+        return jax_task.run(key, jobs, progress)
+
+    return run_jax
 
 
-def target_check(task: Task, summaries: dict[tuple[str, str], list[Summary]]) -> tuple[list[str], bool, bool]:
-    """Whether the recommended config needs fewer steps than each peer, framework by framework.
+# ----------------------------------------------------------------------------------------------- report
 
-    Returns the lines, whether it beats every peer at its defaults, and whether it beats every peer.
-    """
-    lines, met_defaults, met_all = [], True, True
-    for framework in ("torch", "jax"):
-        if (framework, "recommended") not in summaries:
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if np.isfinite(value) else "nan"
+
+
+def _fmt_fraction(value: float) -> str:
+    return "not reached" if value == INF else f"{value:.2f}"
+
+
+def _grid(task: Task, key: str) -> str:
+    return "/".join(f"{lr:g}" for lr in task.grid(key))
+
+
+def summary_table(task: Task, bests: dict[tuple[str, str], Best], framework: str) -> list[str]:
+    ref = adamw_reference(bests, framework)
+    acc = task.key == "digits"
+    head = ("| configuration | best peak lr (grid) | final held-out loss: median (per seed) "
+            + ("| accuracy " if acc else "")
+            + f"| steps to AdamW's final held-out loss ({_fmt(ref.final) if ref else '–'}), fraction of "
+            f"{task.steps} (per seed) | ms/step | state ×params |")
+    lines = [head, "|---|---|---|" + ("---|" if acc else "") + "---|---|---|"]
+    for key in CONFIGS:
+        b = bests.get((framework, key))
+        if b is None:
             continue
-        ours = best(summaries[(framework, "recommended")]).median_steps
-        for key, config in CONFIGS.items():
-            if config.ours or (framework, key) not in summaries:
+        edge = f", **{b.edge()} of the grid**" if b.edge() else ""
+        if ref is not None:
+            frac, steps = fraction_to(task, b, ref.final)
+            reach = f"{_fmt_fraction(frac)} ({', '.join('–' if s is None else str(s) for s in steps)})"
+        else:
+            reach = "–"
+        lines.append(
+            f"| {CONFIGS[key].label} | {b.lr:g} ({'/'.join(f'{lr:g}' for lr in b.sweep)}{edge}) "
+            f"| **{_fmt(b.final)}** ({', '.join(_fmt(f) for f in b.finals)}) "
+            + (f"| {_fmt(100 * b.accuracy, 1)}% " if acc else "")
+            + f"| {reach} | {b.ms:.1f} | {b.state_ratio:.2f} |")
+    return lines
+
+
+def sweep_table(bests: dict[tuple[str, str], Best], frameworks: list[str]) -> list[str]:
+    lines = ["| configuration | framework | peak lr: final held-out loss, seed 0 |", "|---|---|---|"]
+    for key in CONFIGS:
+        for framework in frameworks:
+            b = bests.get((framework, key))
+            if b is not None:
+                cells = "; ".join(f"{'**' if lr == b.lr else ''}{lr:g}: {_fmt(loss)}{'**' if lr == b.lr else ''}"
+                                  for lr, loss in b.sweep.items())
+                lines.append(f"| {CONFIGS[key].label} | {FRAMEWORK_NAMES[framework]} | {cells} |")
+    return lines
+
+
+def train_target_table(task: Task, bests: dict[tuple[str, str], Best], frameworks: list[str]) -> list[str]:
+    lines = [f"| configuration | framework | steps until the training loss stays ≤ {task.target:g}: median "
+             "(per seed) | final training loss |", "|---|---|---|---|"]
+    for key in CONFIGS:
+        for framework in frameworks:
+            b = bests.get((framework, key))
+            if b is None:
                 continue
-            theirs = best(summaries[(framework, key)]).median_steps
-            ok = ours < theirs
-            met_all &= ok
-            met_defaults &= ok or config.tuned
-            lines.append(f"- {FRAMEWORK_NAMES[framework]}: recommended {_fmt_steps(ours)} vs {config.label} "
-                         f"{_fmt_steps(theirs)}: {'fewer' if ok else '**not fewer**'}")
-    return lines, met_defaults, met_all
+            steps = [steps_to_stay(task.eval_steps, np.asarray(r.train), task.target) for r in b.runs]
+            med = statistics.median(INF if s is None else s for s in steps)
+            lines.append(f"| {CONFIGS[key].label} | {FRAMEWORK_NAMES[framework]} "
+                         f"| {'not reached' if med == INF else f'{med:g}'} "
+                         f"({', '.join('–' if s is None else str(s) for s in steps)}) "
+                         f"| {_fmt(_median([r.train[-1] for r in b.runs]))} |")
+    return lines
 
 
-def plot(task: Task, runs: list[RunResult], summaries: dict[tuple[str, str], list[Summary]], path: Path) -> None:
-    """Best-lr loss curve (median seed) of every configuration, one panel per framework."""
+def target_checks(task: Task, bests: dict[tuple[str, str], Best], frameworks: list[str]) -> list[str]:
+    """The issue's targets, checked: (a) on the LM, (b) on digits and charlm; one line per framework."""
+    lines = []
+    for framework in frameworks:
+        ours = bests.get((framework, "recommended"))
+        if ours is None:
+            continue
+        peers = [b for (fw, key), b in bests.items() if fw == framework and not CONFIGS[key].ours]
+        ref = adamw_reference(bests, framework)
+        parts, met = [], True
+        for p in peers:
+            ok = _finite(ours.final) < _finite(p.final) if task.key == "lm" else _finite(ours.final) <= _finite(
+                p.final)
+            met &= ok
+            parts.append(f"{'✓' if ok else '✗'} {'<' if task.key == 'lm' else '≤'} {CONFIGS[p.config].label} "
+                         f"{_fmt(p.final)}")
+        if task.key == "lm" and ref is not None:
+            frac, _ = fraction_to(task, ours, ref.final)
+            ok = frac <= LM_FRACTION_TARGET
+            met &= ok
+            parts.append(f"{'✓' if ok else '✗'} reaches AdamW's {_fmt(ref.final)} at {_fmt_fraction(frac)} of the "
+                         f"budget (≤ {LM_FRACTION_TARGET})")
+        if task.key == "digits":
+            for p in peers:
+                if CONFIGS[p.config].adamw:
+                    ok = ours.accuracy >= p.accuracy
+                    met &= ok
+                    parts.append(f"{'✓' if ok else '✗'} accuracy {_fmt(100 * ours.accuracy, 1)}% ≥ "
+                                 f"{CONFIGS[p.config].label} {_fmt(100 * p.accuracy, 1)}%")
+        lines.append(f"- {task.key}, {FRAMEWORK_NAMES[framework]}: **{'met' if met else 'not met'}** — ours "
+                     f"{_fmt(ours.final)}: " + "; ".join(parts))
+    return lines
+
+
+def plot(task: Task, bests: dict[tuple[str, str], Best], frameworks: list[str], path: Path) -> None:
+    """Held-out loss vs step (median seed at the best lr) of every configuration, one panel per framework."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
-    frameworks = [f for f in ("torch", "jax") if any(k[0] == f for k in summaries)]
-    fig, axes = plt.subplots(len(frameworks), 1, figsize=(8, 7 * len(frameworks)), layout="constrained",
+    fig, axes = plt.subplots(1, len(frameworks), figsize=(7.5 * len(frameworks), 6.5), layout="constrained",
                              squeeze=False)
-    by_key = {(r.framework, r.config, r.lr, r.seed): r for r in runs}
-    colors = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown", "pink", "gray", "olive",
-                                   "cyan")] + ["navy", "darkgoldenrod"]
-    for ax, framework in zip(axes[:, 0], frameworks, strict=True):
+    colors = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown", "pink", "gray")]
+    for ax, framework in zip(axes[0], frameworks, strict=True):
         for i, key in enumerate(CONFIGS):
-            if (framework, key) not in summaries:
+            b = bests.get((framework, key))
+            if b is None:
                 continue
-            b = best(summaries[(framework, key)])
-            seeds = sorted({r.seed for r in runs if (r.framework, r.config, r.lr) == (framework, key, b.lr)})
-            run = by_key[(framework, key, b.lr, seeds[b.median_seed])]
             label = f"{CONFIGS[key].label.replace('**', '').replace('`', '')}, lr {b.lr:g}"
-            color, width = ("black", 2.6) if key == "recommended" else (colors[i % len(colors)], 1.3)
-            ax.plot(task.eval_steps, run.losses, label=label, ls="-" if CONFIGS[key].ours else "--",
-                    color=color, lw=width)
-        ax.axhline(task.target, color="grey", lw=0.8, ls=":")
-        ax.set_yscale("log")
-        if task.key == "charlm":  # less than a decade: label the minor ticks too, plainly
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-            ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-        ax.set_ylabel(f"loss ({task.loss_name.split(' (')[0]})", fontsize=8)
-        ax.set_title(f"{task.title}\n{FRAMEWORK_NAMES[framework]}: each configuration at its best lr, "
-                     f"median seed; dotted: the target {task.target:g}", fontsize=9)
+            color, width = ("black", 2.4) if key == "recommended" else (colors[i % len(colors)], 1.3)
+            ax.plot(task.eval_steps, b.median_run.held_out, label=label, color=color, lw=width,
+                    ls="-" if CONFIGS[key].ours else "--")
+        ref = adamw_reference(bests, framework)
+        if ref is not None and np.isfinite(ref.final):
+            ax.axhline(ref.final, color="grey", lw=0.8, ls=":")
+            finals = [b.final for (fw, _), b in bests.items() if fw == framework and np.isfinite(b.final)]
+            start = [b.median_run.held_out[0] for (fw, _), b in bests.items() if fw == framework]
+            low, high = min(finals), float(np.nanmedian(start))
+            if high > low:
+                ax.set_ylim(low - 0.05 * (high - low), high)
+        ax.set_title(f"{task.title}\n{FRAMEWORK_NAMES[framework]}: best peak lr, median seed; dotted: AdamW's "
+                     "final held-out loss", fontsize=9)
         ax.set_xlabel("step")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=1, frameon=False)
+        ax.set_ylabel(f"held-out loss ({task.held_out_name.split(' on ')[0]})", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def run_all(tasks: list[Task], frameworks: list[str], seeds: tuple[int, ...], quick: bool) -> list[RunResult]:
-    from data import Digits, Text, load_digits, load_text
-
-    data: dict[str, Digits | Text] = {"digits": load_digits(), "charlm": load_text()}
-    jobs = [(task, fw, key) for task in tasks for fw in frameworks for key in task.configs.get(fw, ())]
-    lrs_of = {key: (LR_GRIDS[c.scale][1],) if quick else LR_GRIDS[c.scale] for key, c in CONFIGS.items()}
-    total = sum(len(lrs_of[key]) * len(seeds) for _, _, key in jobs)
-    results: list[RunResult] = []
-    with tqdm(total=total, desc="training runs", unit="run") as bar:
-        for task, framework, key in jobs:
-            bar.set_postfix_str(f"{task.key}/{framework}/{key}")
-            if framework == "torch":
-                import torch
-                import torch_runs
-
-                torch.set_num_threads(1)
-                for seed in seeds:
-                    for lr in lrs_of[key]:
-                        losses, ms = torch_runs.run(task, key, lr, seed, data[task.key])
-                        results.append(RunResult(task.key, framework, key, lr, seed, losses, ms))
-                        bar.update()
-            else:
-                import jax_runs
-
-                jax_task = jax_runs.JaxTask(task, data[task.key])
-                out = jax_task.run(key, lrs_of[key], seeds, progress=bar.update)
-                for (lr, seed), (losses, ms) in out.items():
-                    results.append(RunResult(task.key, framework, key, lr, seed, losses, ms))
-    return results
+PLACEHOLDER = """\
+> **[PLACEHOLDER — the lead replaces this paragraph with the discussion of the results.]**"""
 
 
-#: The recommended configuration, one line per framework.
-TORCH_LINE = ('opt = muon_torch.Muon(muon_torch.param_groups(model, adamw=("embed", "head"), betas=(0.9, 0.95)), '
-              'lr=0.01, method="polar_express", nesterov=True, adjust_lr="match_rms_adamw")')
-JAX_LINE = ('tx = muon_jax.muon_with_adamw(0.01, adamw=("embed", "head"), adamw_betas=(0.9, 0.95), '
-            'method="polar_express", nesterov=True, adjust_lr="match_rms_adamw")')
-RECOMMENDED = f"""\
-Muon with Polar Express orthogonalisation and Nesterov momentum on the hidden matrices, step
-sizes matched to AdamW's (`adjust_lr="match_rms_adamw"`), and AdamW (betas 0.9, 0.95, the
-same lr) for the input layer or embeddings (`embed`), the output layer (`head`) and every
-parameter that is not a matrix. One lr for both parts; the sweep's best was 0.01 (digits)
-and 0.02 (charlm), 2 to 8 times the best AdamW lr.
-
-```python
-# PyTorch
-{TORCH_LINE}
-# JAX (add matrix_axes=... for stacked layers, as in examples/charlm_flax.py)
-{JAX_LINE}
-```
-
-`adamw=` takes substrings of parameter names (or a predicate): name your first and last
-layers accordingly, or list their names. Worked examples that train both tasks with it and
-with AdamW, with a progress bar and a loss plot: `examples/digits_torch.py`,
-`examples/digits_flax.py` (10–15 s each), `examples/charlm_torch.py`, `examples/charlm_flax.py`
-(30–40 s each; they also write a few lines of text)."""
-
-
-def write_report(tasks: list[Task], runs: list[RunResult], out: Path, *, seconds: float, quick: bool) -> Path:
-    all_summaries = {t.key: summarise(t, [r for r in runs if r.task == t.key]) for t in tasks}
-    checks = {t.key: target_check(t, all_summaries[t.key]) for t in tasks}
-    met_defaults = all(c[1] for c in checks.values())
-    met_all = all(c[2] for c in checks.values())
+def write_report(tasks: list[Task], runs: list[RunResult], out: Path, *, meta: dict[str, Any]) -> Path:
+    frameworks = [f for f in FRAMEWORKS if any(r.framework == f for r in runs)]
+    all_bests = {t.key: summarise([r for r in runs if r.task == t.key]) for t in tasks}
     n_seeds = len({r.seed for r in runs})
+    flags = []
     lines = [
         "# Training benchmark",
         "",
-        "How many steps each optimizer needs to train two small real models until the training loss",
-        "stays under a target, in PyTorch and in JAX. Reproduce this file and its two plots with",
+        "End-of-run held-out quality of our recommended Muon against AdamW and the Muon peers, under one",
+        "warmup–stable–decay schedule shape, in PyTorch and in JAX. Reproduce this file and its plots with",
         "",
         "```bash",
-        f"{COMMAND}{' --quick' if quick else ''}",
+        COMMAND + (" --quick" if meta["quick"] else "")
+        + ("" if meta["device"] == "cpu" else f" --device {meta['device']}"),
         "```",
         "",
-        f"(measured on {platform.machine()} CPU, 2 cores shared with other work, one thread per framework; "
+        f"(device: {meta['device_name']}, one thread per framework on CPU; "
         f"torch {_version('torch')}, jax {_version('jax')}, optax {_version('optax')}, flax {_version('flax')}; "
-        f"the whole sweep took {seconds / 60:.0f} minutes).",
+        f"Python {platform.python_version()}; LM size {meta['size']!r}; the sweep took "
+        f"{meta['seconds'] / 60:.1f} minutes{' per process, frameworks in parallel' if meta.get('parallel') else ''}).",
         "",
-        "## Summary",
+        PLACEHOLDER,
         "",
-        f"Steps until the loss stays at or under the target for the rest of the run: median of {n_seeds} seeds, "
-        "at each configuration's best learning rate (lower is better; the details, the final losses and "
-        "the time per step are in the sections below).",
+        "## Targets",
         "",
-        *summary_table(tasks, all_summaries),
-        "",
-        "### Recommended configuration",
-        "",
-        RECOMMENDED,
-        "",
-        "### Target: fewer steps than every peer on both tasks",
-        "",
-        f"Median of {n_seeds} seeds, each configuration at its best lr:",
-        "",
-        f"* against the peers the issue names, at their own defaults but the lr (AdamW, torch.optim.Muon "
-        f"+ AdamW, optax.contrib.muon): **{'met' if met_defaults else 'not met'}**;",
-        f"* against those and the two Muon peers given our options as well: **{'met' if met_all else 'not met'}**.",
+        f"Checked automatically (median of {n_seeds} seeds, each configuration at its best peak lr): "
+        f"(a) LM: ours reaches AdamW's final held-out loss within {LM_FRACTION_TARGET} of the budget and ends "
+        "lower than every peer; (b) digits and charlm: ours' final held-out loss ≤ every peer's, and on digits "
+        "its accuracy ≥ AdamW's.",
         "",
     ]
     for task in tasks:
-        lines += [f"{task.key}:", "", *checks[task.key][0], ""]
-    lines += [DISCUSSION, "", *setup_lines(), ""]
+        lines += target_checks(task, all_bests[task.key], frameworks)
     for task in tasks:
-        task_runs = [r for r in runs if r.task == task.key]
-        if not task_runs:
+        for b in all_bests[task.key].values():
+            if b.edge():
+                flags.append(f"- {task.key}, {FRAMEWORK_NAMES[b.framework]}, {CONFIGS[b.config].label}: best peak "
+                             f"lr {b.lr:g} is the {b.edge()} of its grid ({_grid(task, b.config)})")
+    lines += ["", "Best lr at an edge of its grid (a wider grid might do better):", "", *(flags or ["- none"]), ""]
+    for task in tasks:
+        bests = all_bests[task.key]
+        if not bests:
             continue
-        summaries = all_summaries[task.key]
         png = out / f"training_{task.key}.png"
-        plot(task, task_runs, summaries, png)
-        lines += [
-            f"## {task.key}: {task.title}",
-            "",
-            f"![{task.key} loss curves]({png.name})",
-            "",
-            f"Best lr of each configuration; loss = {task.loss_name}.",
-            "",
-            *results_table(task, summaries),
-            "",
-            "Every learning rate:",
-            "",
-            *sweep_table(task, summaries),
-            "",
-        ]
+        plot(task, bests, frameworks, png)
+        lines += [f"## {task.key}: {task.title}", "", f"![{task.key} held-out loss curves]({png.name})", "",
+                  f"{task.steps} steps; held-out loss = {task.held_out_name}, measured every {task.eval_every} "
+                  f"steps. \"Steps to AdamW's final held-out loss\": per seed the first measured step at or under "
+                  "the better AdamW configuration's median final held-out loss, over the budget; the median of "
+                  "the seeds (< 1: faster than AdamW; \"–\": never).", ""]
+        for framework in frameworks:
+            if any(fw == framework for fw, _ in bests):
+                lines += [f"### {FRAMEWORK_NAMES[framework]}", "", *summary_table(task, bests, framework), ""]
+        lines += ["Every peak lr (seed 0; bold: the best, where seeds 1 and 2 ran):", "",
+                  *sweep_table(bests, frameworks), "",
+                  f"Secondary: steps until the training loss ({task.train_name}) stays at or under "
+                  f"{task.target:g}, at the best lr:", "", *train_target_table(task, bests, frameworks), ""]
+    lines += setup_lines(tasks)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "training.md"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
-DISCUSSION = """\
-### Why, and what the figures say
+def setup_lines(tasks: list[Task]) -> list[str]:
+    from data import STDLIB_HELD_OUT, STDLIB_TRAIN, TEXT_HELD_OUT
 
-* **The options matter more than the polynomial.** With the reference options (every matrix to
-  Muon, spectral-norm steps, no Nesterov) the orthogonalisation decides: on digits `ns` (5
-  cubic steps, far from orthogonal) needs 65 steps, `quintic` 53, `polar_express` and `svd` 47;
-  on charlm `ns` never gets under 1.8 (final 2.15) and `polar_express` takes 250. Nesterov and
-  AdamW-matched steps (biases to AdamW) bring `polar_express` to 29 on digits (PyTorch; in JAX
-  the same lr bounced back late and 0.005 gave 54) and 190 on charlm; giving the input layer /
-  embeddings and the output head to AdamW as well brings it to 16 and 170. With those options
-  `quintic` and `polar_express` are within one measurement of each other (17 vs 16, 170 vs 170).
-* **The Muon peers at their defaults** send every matrix, the input and output layers included,
-  to Muon with spectral-norm steps: torch.optim.Muon needs 42 and 230 steps, optax.contrib.muon
-  72 and 220. **AdamW** is strong on the digits MLP (26 steps, and by far the lowest final loss)
-  and never gets under 1.8 on the transformer in 300 steps (best final loss 2.18).
-* **Why the target is not met against every peer:** the options that make the difference are
-  not ours alone. optax.contrib.muon given the same split, AdamW-matched steps and AdamW betas
-  needs 15 steps on digits (one step ahead of ours on every seed) and 170 on charlm in JAX, where
-  ours needs 180 (our PyTorch twin: 170; the charlm loss is measured every 10 steps and the seeds
-  spread by as much). torch.optim.Muon given the same options needs 17 and 190. So against
-  optax.contrib.muon configured like ours this is a tie at the resolution of the measure, not a
-  win. No option we offer moved it in pilots: `beta=0.95` (optax's default) made our digits runs
-  unstable (276, 17 and 58 steps), `weight_decay=0` changed nothing.
-* **Where the grid ends:** the AdamW-sized Muon configurations are best at the grid's top
-  (0.02) on charlm; a pilot at 0.04 (PyTorch, 3 seeds) was slower for ours (210 steps), ours
-  with `quintic` (190) and torch.optim.Muon's hybrid (240). AdamW is best at the grid's bottom
-  (0.0025) on charlm; at 0.001 its final loss was worse (2.34, one seed).
-* **Constant learning rate:** one grid step above its best lr, almost every configuration first
-  dips under the digits target and then bounces back above it (the earlier "first time under"
-  measure rewarded that). An orthogonalised step keeps its size when the gradient turns to
-  noise: at its best lr our recommended configuration levels off near 1e-2 on digits, where it
-  reaches 2e-7 at half that lr and AdamW reaches 1e-4. A decaying lr would likely help every
-  Muon here (not measured).
-* **Wall time:** a Muon step costs 4–5× an AdamW step on the digits MLP (a 256×256
-  orthogonalisation against a tiny model; 16 steps × 5.4 ms take longer than AdamW's
-  26 × 1.4 ms) and about 1.1× on the transformer, where the model dominates. torch.optim.Muon's
-  step is faster on digits because it runs Newton–Schulz in bfloat16, whose matmuls are 4× as
-  fast as float32 ones on this CPU (our `orthogonalize_dtype="bfloat16"` does the same; not
-  benchmarked here). JAX's CPU backward is slower than torch's on the transformer (31 vs 25 ms
-  a step) whatever the optimizer."""
+    from muon_common import RECIPE
 
-
-def setup_lines() -> list[str]:
     return [
         "## Setup",
         "",
-        "* **digits**: scikit-learn's 8×8 digits, 80/20 stratified split, standardised; MLP "
-        "64→256→256→10 (layers `embed`, `hidden`, `head`), ReLU, torch's default init drawn with NumPy; "
-        "batch 128 drawn without replacement each step; "
-        f"{TASKS['digits'].steps} steps; loss = {TASKS['digits'].loss_name}, after every step; "
-        f"**target {TASKS['digits'].target:g}**.",
-        "* **charlm**: the English dataset descriptions that ship with scikit-learn "
-        "(`sklearn/datasets/descr/*.rst`, 43,067 characters, 92 symbols), character level; "
-        "transformer with 2 pre-norm blocks (causal attention, 4 heads; GELU MLP ×4), d_model 64, "
-        "context 64, parameter-free RMS norms, no biases, untied `head`, GPT-2 init drawn with NumPy; "
-        "in Flax the blocks are built with `nnx.vmap` and run with `nnx.scan`, so each block weight is "
-        "one `(layers, in, out)` array given to Muon as `MatrixAxes(rows=1, cols=2)` "
-        "(optax.contrib.muon: `MuonDimensionNumbers(1, 2)`); "
-        f"batch 32 random windows; {TASKS['charlm'].steps} steps; loss = {TASKS['charlm'].loss_name}, "
-        f"every {TASKS['charlm'].eval_every} steps; **target {TASKS['charlm'].target:g}** "
-        "(the best final losses are 1.4–1.5).",
-        "* Both frameworks start from the same weights and see the same batches (`examples/data.py`); "
-        "the seed (0, 1, 2) sets both. The twins' curves agree until float rounding makes the "
-        "trajectories part.",
-        "* **Metric**: the first measured step from which the loss stays at or under the target for "
-        "the rest of the run (\"not reached\" if the run ends above it); the median of the 3 seeds. "
-        "\"first ≤\" is the first step at or under the target (the issue's earlier measure), for "
-        "reference. Each configuration's best lr is the one with the fewest median steps (ties: the "
-        "lower median final loss); its final loss and ms/step (median of the seeds) are shown. "
-        "ms/step is the wall time of a training step (forward, backward, update; PyTorch: timed "
-        "inside the runs; JAX: a jitted step timed over 20 calls); it is as noisy as a shared "
-        "machine makes it, so compare it within a framework.",
-        "* **Learning rates**, the same grid for every configuration of a family: "
-        f"spectral-norm steps (no lr adjustment, or Keller Jordan's `original`) {_grid('spectral')}; "
-        f"AdamW-sized steps (AdamW, and Muon with `match_rms_adamw` / `consistent_rms=0.2`) {_grid('adamw')}. "
-        "Every hybrid gives its AdamW part the same lr (optax.contrib.muon's default). The learning "
-        "rate is constant (no warm-up, no decay).",
-        "* **Peers** run with their own defaults but the lr: AdamW with weight decay 0.01 in both "
-        "frameworks (betas 0.9, 0.999); torch.optim.Muon (quintic in bf16, momentum 0.95, nesterov, "
-        "wd 0.1, `original` lr scaling) with torch.optim.AdamW (defaults, wd 0.01) for what it cannot "
-        "take; optax.contrib.muon (quintic, beta 0.95, nesterov, width lr scaling, Adam for "
-        "non-matrices, wd 0). Both Muon peers also run with everything we recommend that they offer: "
-        "AdamW for `embed`, `head` and non-matrices with betas (0.9, 0.95), and AdamW-matched step "
-        "sizes, so that the tables separate what the options are worth from what the Muon "
-        "implementation is worth.",
-        "* charlm: the full comparison runs in PyTorch; JAX runs the reference, the recommended "
-        "configuration and optax.contrib.muon (both ways); AdamW on charlm runs in PyTorch.",
+        "* **digits**: scikit-learn's 8×8 digits, 80/20 stratified split, standardised; MLP 64→256→256→10 "
+        "(layers `embed`, `hidden`, `head`); batch 128; held-out = the test split.",
+        f"* **charlm**: scikit-learn's dataset descriptions, character level, split by file: held out "
+        f"{', '.join(TEXT_HELD_OUT)} (17% of the characters), the vocabulary built from all files; transformer "
+        "with 2 pre-norm blocks, d_model 64, context 64, batch 32.",
+        f"* **lm**: bytes of Python standard-library modules: train {', '.join(STDLIB_TRAIN)}; held out "
+        f"{', '.join(STDLIB_HELD_OUT)} (files joined by a newline; sizes and sha256 in `examples/data.py`); the "
+        "same transformer architecture, sized as in the title.",
+        "* In Flax the transformer blocks are built with `nnx.vmap` and run with `nnx.scan`: each block weight is "
+        "one `(layers, in, out)` array given to Muon as `MatrixAxes(rows=1, cols=2)` (optax.contrib.muon: "
+        "`MuonDimensionNumbers(1, 2)`). Both frameworks start from the same weights and see the same batches "
+        "(`examples/data.py`); the seed sets both.",
+        f"* **Schedule**: every optimizer (both parts of a hybrid) follows warmup–stable–decay with warmup "
+        f"{RECIPE.warmup_fraction:g} and decay {RECIPE.decay_fraction:g} of the run (`muon_torch.warmup_stable_decay`"
+        " / `muon_jax.warmup_stable_decay`), scaled to its peak lr.",
+        "* **ours**: `muon_torch.recommended(model, steps, lr)` / `muon_jax.recommended(steps, lr, "
+        "matrix_axes=...)` (`muon_common.RECIPE`: "
+        f"{', '.join(f'{k}={v!r}' for k, v in asdict(RECIPE).items() if k != 'lr')}); the JAX sweep builds the "
+        "same transformation with a traced peak lr and checks it against `muon_jax.recommended`. Reference: "
+        "`Muon(params, lr)` / `muon(lr)` with the schedule.",
+        "* **Peers**: AdamW β (0.9, 0.95), wd 0.1 and AdamW defaults β (0.9, 0.999), wd 0.01; torch.optim.Muon "
+        "at its defaults (+ AdamW defaults, wd 0.01, for non-matrices) and tuned (`match_rms_adamw`, embed/head "
+        "and non-matrices to AdamW β (0.9, 0.95), wd 0.1); optax.contrib.muon at its defaults and tuned "
+        "(`consistent_rms=0.2`, `adam_b2=0.95`, embed/head to its Adam). A hybrid's AdamW part has the same "
+        "peak lr as its Muon part. The LM runs ours, AdamW (0.9, 0.95) and the tuned Muon peer.",
+        "* **LR protocol**: seed 0 at every peak lr of the task's grid (one grid per family: AdamW-sized "
+        "steps — AdamW, ours `recommended`, the tuned Muon peers — and spectral-norm steps; "
+        + "; ".join(f"{t.key}: {{{', '.join(f'{x:g}' for x in t.lr_grids['adamw'])}}} and "
+                    f"{{{', '.join(f'{x:g}' for x in t.lr_grids['spectral'])}}}" for t in tasks)
+        + "); the lowest final held-out loss is the best; seeds 1 and 2 run there.",
+        "* **ms/step**: wall time of a training step (forward, backward, update; PyTorch: timed inside the runs; "
+        "JAX: a jitted step timed over 20 calls), as noisy as a shared machine makes it. **state ×params**: "
+        "bytes of the optimizer state over bytes of the params.",
+        "",
     ]
-
-
-def _grid(scale: str) -> str:
-    return "{" + ", ".join(f"{lr:g}" for lr in LR_GRIDS[scale]) + "}"
 
 
 def _version(module: str) -> str:
@@ -458,34 +480,67 @@ def _version(module: str) -> str:
         return "?"
 
 
+def device_name(device: str) -> str:
+    if device in ("cuda", "gpu"):
+        try:
+            import torch
+
+            return f"{device} ({torch.cuda.get_device_name(0)})"
+        except Exception:
+            return device
+    return f"{device} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 steps, 1 seed, 1 lr per config")
     parser.add_argument("--out", type=Path, help="folder for training.md and the PNGs (default: docs/; "
                         "with --quick, a temporary folder)")
-    parser.add_argument("--tasks", default="digits,charlm")
+    parser.add_argument("--tasks", default="digits,charlm,lm")
     parser.add_argument("--frameworks", default="torch,jax")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or gpu")
+    parser.add_argument("--size", choices=("small", "large"), help="LM size (default: large on cuda/gpu)")
+    parser.add_argument("--configs", help="only these config keys (comma-separated; to split a sweep across "
+                        "processes)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--save-runs", type=Path, help="also write every run's curve to this JSON file")
-    parser.add_argument("--from-runs", type=Path, help="render the report from a --save-runs file, train nothing")
+    parser.add_argument("--steps", type=int, help="override every task's step budget (a multiple of 10; for "
+                        "sizing probes)")
+    parser.add_argument("--save-runs", type=Path, help="write every run's curves to this JSON file")
+    parser.add_argument("--from-runs", help="render the report from --save-runs file(s), comma-separated")
     args = parser.parse_args(argv)
 
-    tasks = [TASKS[t] for t in args.tasks.split(",")]
+    size = args.size or ("large" if args.device in ("cuda", "gpu") else "small")
     out = args.out or (Path(tempfile.gettempdir()) / "muon_training_quick" if args.quick else ROOT / "docs")
-    if args.quick:
-        tasks = [replace(t, steps=20) for t in tasks]
-    start = time.perf_counter()
     if args.from_runs:
-        saved = json.loads(args.from_runs.read_text())
-        runs, seconds = [RunResult(**r) for r in saved["runs"]], saved["seconds"]
+        runs: list[RunResult] = []
+        metas = []
+        for name in args.from_runs.split(","):
+            saved = json.loads(Path(name).read_text())
+            runs += [RunResult(**r) for r in saved["runs"]]
+            metas.append(saved["meta"])
+        meta = {**metas[0], "seconds": max(m["seconds"] for m in metas), "parallel": len(metas) > 1}
+        task_names = ",".join(k for k in ("digits", "charlm", "lm") if any(r.task == k for r in runs))
+        tasks = task_list(task_names, meta["size"], meta["quick"], meta.get("steps"))
     else:
-        runs = run_all(tasks, args.frameworks.split(","), tuple(range(args.seeds)), args.quick)
-        seconds = time.perf_counter() - start
-        if args.save_runs:
-            args.save_runs.write_text(json.dumps({"seconds": seconds, "runs": [asdict(r) for r in runs]}))
-    path = write_report(tasks, runs, out, seconds=seconds, quick=args.quick)
+        tasks = task_list(args.tasks, size, args.quick, args.steps)
+        meta = {"quick": args.quick, "steps": args.steps, "size": size, "device": args.device,
+                "device_name": device_name(args.device),
+                "seconds": 0.0}
+        start = time.perf_counter()
+        print(f"device: {meta['device_name']}; LM size {size}")
+
+        def save(results: list[RunResult]) -> None:
+            meta["seconds"] = time.perf_counter() - start
+            if args.save_runs:
+                args.save_runs.write_text(json.dumps({"meta": meta, "runs": [asdict(r) for r in results]}))
+
+        seeds = (0,) if args.quick else tuple(range(args.seeds))
+        configs = set(args.configs.split(",")) if args.configs else None
+        runs = run_all(tasks, args.frameworks.split(","), seeds, args.quick, args.device, save, configs)
+        save(runs)
+    path = write_report(tasks, runs, out, meta=meta)
     print(path.read_text())
-    print(f"wrote {path} in {seconds / 60:.1f} min")
+    print(f"wrote {path} ({meta['seconds'] / 60:.1f} min of training)")
 
 
 if __name__ == "__main__":

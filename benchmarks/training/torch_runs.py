@@ -1,24 +1,25 @@
-"""The PyTorch half of the training benchmark: optimizers by config key, and the two training loops."""
+"""The PyTorch half of the training benchmark: optimizers and schedulers by config key, and the training loop."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from charlm_torch import build_charlm
 from common import Task
-from data import CharLMConfig, Digits, Text, batch_indices, eval_windows, window_starts
+from data import Digits, Text, batch_indices, eval_windows, window_starts
 from digits_torch import build_mlp
 from torch import nn
 
 import muon_torch
 
-__all__ = ["make_optimizers", "run", "run_charlm", "run_digits"]
+__all__ = ["make_optimizers", "run"]
 
 _HYBRID = ("embed", "head")
-_BETAS = (0.9, 0.95)  # the AdamW part of the hybrids that follow the recommendation
+_BETAS = (0.9, 0.95)  # AdamW's betas in the LM-standard setting and in the tuned peers
 
 
 def _split(model: nn.Module, adamw_names: tuple[str, ...]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -31,100 +32,110 @@ def _split(model: nn.Module, adamw_names: tuple[str, ...]) -> tuple[list[nn.Para
     return muon, rest
 
 
-def make_optimizers(key: str, model: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
-    """The optimizer(s) of config ``key`` (see ``common.CONFIGS``); all step together."""
-    ours: dict[str, dict[str, Any]] = {
-        "ns": {}, "svd": {"method": "svd"}, "quintic": {"method": "quintic"},
-        "polar_express": {"method": "polar_express"},
-    }
-    hybrid = {"nesterov": True, "adjust_lr": "match_rms_adamw"}
-    if key in ours:
-        return [muon_torch.Muon(model.parameters(), lr=lr, **ours[key])]
-    if key == "pe_nesterov_rms":
-        groups = muon_torch.param_groups(model, betas=_BETAS)
-        return [muon_torch.Muon(groups, lr=lr, method="polar_express", **hybrid)]
-    if key in ("recommended", "quintic_hybrid"):
-        method = "polar_express" if key == "recommended" else "quintic"
-        groups = muon_torch.param_groups(model, adamw=_HYBRID, betas=_BETAS)
-        return [muon_torch.Muon(groups, lr=lr, method=method, **hybrid)]
+def make_optimizers(key: str, model: nn.Module, lr: float, total_steps: int) -> list[tuple[torch.optim.Optimizer, Any]]:
+    """The (optimizer, scheduler) pairs of config ``key`` (see ``common.CONFIGS``); all step together.
+
+    Every optimizer gets the same warmup–stable–decay shape (``muon_torch.warmup_stable_decay``,
+    ``RECIPE``'s fractions) scaled to its peak lr.
+    """
+    def wsd(opt: torch.optim.Optimizer) -> tuple[torch.optim.Optimizer, Any]:
+        return opt, muon_torch.warmup_stable_decay(opt, total_steps)
+
+    if key == "recommended":
+        return [muon_torch.recommended(model, total_steps, lr=lr)]
+    if key == "ns":
+        return [wsd(muon_torch.Muon(model.parameters(), lr=lr))]
     if key == "adamw":
-        return [torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)]
+        return [wsd(torch.optim.AdamW(model.parameters(), lr=lr, betas=_BETAS, weight_decay=0.1))]
+    if key == "adamw_default":
+        return [wsd(torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01))]
     if key in ("torch_muon", "torch_muon_hybrid"):
-        hybrid_split = key == "torch_muon_hybrid"
-        muon, rest = _split(model, _HYBRID if hybrid_split else ())
-        optimizers: list[torch.optim.Optimizer] = [
-            torch.optim.Muon(muon, lr=lr, adjust_lr_fn="match_rms_adamw" if hybrid_split else None)]
+        tuned = key == "torch_muon_hybrid"
+        muon, rest = _split(model, _HYBRID if tuned else ())
+        pairs = [wsd(torch.optim.Muon(muon, lr=lr, adjust_lr_fn="match_rms_adamw" if tuned else None))]
         if rest:
-            betas = _BETAS if hybrid_split else (0.9, 0.999)
-            optimizers.append(torch.optim.AdamW(rest, lr=lr, betas=betas, weight_decay=0.01))
-        return optimizers
+            adamw = (torch.optim.AdamW(rest, lr=lr, betas=_BETAS, weight_decay=0.1) if tuned
+                     else torch.optim.AdamW(rest, lr=lr, weight_decay=0.01))
+            pairs.append(wsd(adamw))
+        return pairs
     raise KeyError(f"no PyTorch optimizer for config {key!r}")
 
 
-def _train(
-    model: nn.Module,
-    optimizers: list[torch.optim.Optimizer],
-    batch_loss: Any,
-    eval_loss: Any,
-    task: Task,
-) -> tuple[list[float], float]:
-    """Run ``task.steps`` steps; return the losses at ``task.eval_steps`` and the ms per training step."""
-    losses = [eval_loss()]
+def _state_ratio(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> float:
+    """Bytes of every tensor in the optimizers' state over the bytes of the params."""
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    state_bytes = sum(v.numel() * v.element_size() for opt in optimizers for s in opt.state.values()
+                      for v in s.values() if torch.is_tensor(v))
+    return state_bytes / param_bytes
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(task: Task, key: str, lr: float, seed: int, data: Digits | tuple[Text, Text],
+        device: str = "cpu") -> tuple[list[list[float]], float, float]:
+    """One run: ``[held_out, train, accuracy]`` at ``task.eval_steps``, ms per training step, state ratio."""
+    dev = torch.device("cuda" if device == "gpu" else device)
+    torch.manual_seed(seed)
+    batch_loss: Callable[[int], torch.Tensor]
+    evaluate: Callable[[], tuple[float, float, float]]
+    if isinstance(data, Digits):
+        model = build_mlp(seed).to(dev)
+        x, y, x_test, y_test = (torch.from_numpy(a).to(dev) for a in data)
+        batches = torch.from_numpy(batch_indices(len(data.y_train), task.batch, task.steps, seed)).to(dev)
+
+        def batch_loss(step: int) -> torch.Tensor:
+            return F.cross_entropy(model(x[batches[step]]), y[batches[step]])
+
+        def evaluate() -> tuple[float, float, float]:
+            with torch.no_grad():
+                logits = model(x_test)
+                accuracy = (logits.argmax(-1) == y_test).float().mean()
+                return F.cross_entropy(logits, y_test).item(), F.cross_entropy(model(x), y).item(), accuracy.item()
+    else:
+        train_text, held_text = data
+        assert task.model is not None
+        config = task.model._replace(vocab=len(train_text.vocab))
+        model = build_charlm(config, seed).to(dev)
+        tokens = torch.from_numpy(train_text.tokens).long().to(dev)
+        starts = torch.from_numpy(window_starts(len(train_text.tokens), config.context, (task.steps, task.batch),
+                                                seed)).to(dev)
+        offsets = torch.arange(config.context + 1, device=dev)
+        held = [torch.from_numpy(a).long().to(dev)
+                for a in eval_windows(held_text.tokens, config.context, task.eval_windows)]
+        seen = [torch.from_numpy(a).long().to(dev)
+                for a in eval_windows(train_text.tokens, config.context, task.train_windows)]
+
+        def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+
+        def batch_loss(step: int) -> torch.Tensor:
+            window = tokens[starts[step][:, None] + offsets]
+            return loss_of(window[:, :-1], window[:, 1:])
+
+        def evaluate() -> tuple[float, float, float]:
+            with torch.no_grad():
+                return loss_of(*held).item(), loss_of(*seen).item(), float("nan")
+
+    pairs = make_optimizers(key, model, lr, task.steps)
+    optimizers = [opt for opt, _ in pairs]
+    metrics = [evaluate()]
     train_seconds = 0.0
     for step in range(task.steps):
+        _sync(dev)
         start = time.perf_counter()
         loss = batch_loss(step)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
-        for opt in optimizers:
+        for opt, scheduler in pairs:
             opt.step()
+            scheduler.step()
+        _sync(dev)
         train_seconds += time.perf_counter() - start
         if (step + 1) % task.eval_every == 0:
-            losses.append(eval_loss())
-    return losses, 1e3 * train_seconds / task.steps
-
-
-def run_digits(task: Task, key: str, lr: float, seed: int, data: Digits) -> tuple[list[float], float]:
-    torch.manual_seed(seed)
-    model = build_mlp(seed)
-    optimizers = make_optimizers(key, model, lr)
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    batches = torch.from_numpy(batch_indices(len(y), 128, task.steps, seed))
-
-    def eval_loss() -> float:
-        with torch.no_grad():
-            return F.cross_entropy(model(x), y).item()
-
-    return _train(model, optimizers, lambda s: F.cross_entropy(model(x[batches[s]]), y[batches[s]]), eval_loss, task)
-
-
-def run_charlm(task: Task, key: str, lr: float, seed: int, text: Text) -> tuple[list[float], float]:
-    config = CharLMConfig(vocab=len(text.vocab))
-    torch.manual_seed(seed)
-    model = build_charlm(config, seed)
-    optimizers = make_optimizers(key, model, lr)
-    tokens = torch.from_numpy(text.tokens).long()
-    starts = torch.from_numpy(window_starts(len(text.tokens), config.context, (task.steps, 32), seed))
-    offsets = torch.arange(config.context + 1)
-    eval_x, eval_y = (torch.from_numpy(a).long() for a in eval_windows(text.tokens, config.context))
-
-    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-
-    def batch_loss(step: int) -> torch.Tensor:
-        window = tokens[starts[step][:, None] + offsets]
-        return loss_of(window[:, :-1], window[:, 1:])
-
-    def eval_loss() -> float:
-        with torch.no_grad():
-            return loss_of(eval_x, eval_y).item()
-
-    return _train(model, optimizers, batch_loss, eval_loss, task)
-
-
-def run(task: Task, key: str, lr: float, seed: int, data: Digits | Text) -> tuple[list[float], float]:
-    """One run of ``task`` (digits or charlm, by its data): the losses at ``task.eval_steps`` and ms/step."""
-    if isinstance(data, Digits):
-        return run_digits(task, key, lr, seed, data)
-    return run_charlm(task, key, lr, seed, data)
+            metrics.append(evaluate())
+    columns = [list(col) for col in zip(*metrics, strict=True)]
+    return columns, 1e3 * train_seconds / task.steps, _state_ratio(model, optimizers)

@@ -1,0 +1,95 @@
+"""The recommended configuration: one record of hyperparameters and one schedule shape.
+
+Both ``muon_torch.recommended`` and ``muon_jax.recommended`` read :data:`RECIPE`, so a
+run moved between frameworks gets the same numbers, and a better tuning reaches every
+user through the two functions.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+__all__ = ["RECIPE", "Recipe", "WSDPhases", "wsd_phases"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The recommended hyperparameters (see ``docs/training.md`` for how they were tuned).
+
+    Muon takes the hidden matrices; AdamW takes every parameter that is not a matrix and
+    every matrix whose name contains one of ``adamw`` (embeddings, output head). Both
+    parts follow one warmup–stable–decay schedule (:func:`wsd_phases`) scaled to their
+    own peak learning rate.
+    """
+
+    lr: float = 0.01  # peak lr of the Muon part (AdamW-sized steps: adjust_lr="match_rms_adamw")
+    adamw_lr_ratio: float = 1.0  # peak lr of the AdamW part = lr * adamw_lr_ratio
+    beta: float = 0.95
+    nesterov: bool = True
+    weight_decay: float = 0.1
+    method: str = "polar_express"
+    adjust_lr: str = "match_rms_adamw"
+    adamw_betas: tuple[float, float] = (0.9, 0.95)  # the AdamW part's (it shares weight_decay)
+    adamw: tuple[str, ...] = ("embed", "head")
+    warmup_fraction: float = 0.05
+    decay_fraction: float = 0.5
+
+    def muon_options(self) -> dict[str, Any]:
+        """The keyword arguments both twins' Muon take from the recipe (not the lr)."""
+        return {"beta": self.beta, "nesterov": self.nesterov, "weight_decay": self.weight_decay,
+                "method": self.method, "adjust_lr": self.adjust_lr}
+
+
+#: The recommended configuration.
+RECIPE = Recipe()
+
+
+class WSDPhases(NamedTuple):
+    """Step counts of a warmup–stable–decay schedule; they add up to the total."""
+
+    warmup: int
+    stable: int
+    decay: int
+
+
+_WSD_ERROR = "Invalid {name}: {value!r}. It must be {what}, e.g. {name}={example}."
+
+
+def wsd_phases(total_steps: int, warmup_fraction: float | None = None,
+               decay_fraction: float | None = None) -> WSDPhases:
+    r"""Split ``total_steps`` into warmup, stable and decay steps.
+
+    The learning rate at step ``t`` (0-based, the ``t``-th ``step()``/``update``) is the
+    peak times
+
+    .. math::
+        f(t) = \begin{cases}
+          (t + 1) / W & t < W \\
+          1 & W \le t < T - D \\
+          (T - t) / D & T - D \le t < T
+        \end{cases}
+
+    with ``W = max(1, round(warmup_fraction T))`` and ``D = min(T - W, round(decay_fraction T))``:
+    the first step already moves, and the last one is ``1/D`` of the peak, reaching zero
+    at ``T`` (the warmup–stable–decay shape of the Muon speedruns; ``decay_fraction=1``
+    is a linear decay from the end of warmup). ``None`` takes the fraction from
+    :data:`RECIPE`.
+
+    >>> wsd_phases(100, 0.05, 0.5)
+    WSDPhases(warmup=5, stable=45, decay=50)
+    """
+    warmup_fraction = RECIPE.warmup_fraction if warmup_fraction is None else warmup_fraction
+    decay_fraction = RECIPE.decay_fraction if decay_fraction is None else decay_fraction
+    if not (isinstance(total_steps, numbers.Integral) and not isinstance(total_steps, bool) and total_steps >= 1):
+        raise ValueError(_WSD_ERROR.format(name="total_steps", value=total_steps, what="a positive int",
+                                           example=1000))
+    for name, value in (("warmup_fraction", warmup_fraction), ("decay_fraction", decay_fraction)):
+        if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value <= 1.0):
+            raise ValueError(_WSD_ERROR.format(name=name, value=value, what="a number in [0, 1]", example=0.1))
+    total = int(total_steps)
+    warmup = min(total, max(1, math.floor(warmup_fraction * total + 0.5)))
+    decay = min(total - warmup, math.floor(decay_fraction * total + 0.5))
+    return WSDPhases(warmup, total - warmup - decay, decay)
