@@ -60,7 +60,7 @@ def recommended(
 ) -> optax.GradientTransformation:
     """The recommended Muon for a run of ``total_steps`` updates, schedule inside.
 
-    Muon (``muon_common.RECIPE``: Polar Express, Nesterov momentum 0.95, weight decay
+    Muon (``muon_common.RECIPE``: Polar Express, Nesterov momentum 0.9, weight decay
     0.1, AdamW-sized steps) on the hidden matrices; AdamW (betas 0.9, 0.95, the same
     weight decay) on every leaf that is not a matrix and on the matrices whose key path
     contains one of ``adamw`` (default: embeddings and output head); both under

@@ -67,7 +67,7 @@ def recommended(
 ) -> tuple[Muon, SequentialLR]:
     """The recommended Muon for training ``model`` for ``total_steps`` steps: ``(optimizer, scheduler)``.
 
-    Muon (``muon_common.RECIPE``: Polar Express, Nesterov momentum 0.95, weight decay
+    Muon (``muon_common.RECIPE``: Polar Express, Nesterov momentum 0.9, weight decay
     0.1, AdamW-sized steps) on the hidden matrices; AdamW (betas 0.9, 0.95, the same
     weight decay) on every parameter that is not a matrix and on the matrices whose
     names contain one of ``adamw`` (default: embeddings and output head); both under
