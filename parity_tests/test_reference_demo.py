@@ -27,40 +27,24 @@ pool made the 200 steps 5x slower (22 s against 4 s, float32, measured).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 import pytest
 import torch
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+from parity_tests.harness import load_example
+
 STEPS = 200
 RTOL = 5e-5  # 4 significant digits; measured 4.9e-7 (float32), 3.8e-7 (float64): see the module docstring
-
-
-def _load(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` by path (``examples`` is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _curves(dtype: type[np.floating], steps: int = STEPS, **kwargs: float) -> tuple[np.ndarray, np.ndarray]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch_losses = _load("reference_demo_torch").main(steps, dtype, log_every=0, **kwargs)
+        torch_losses = load_example("reference_demo_torch").main(steps, dtype, log_every=0, **kwargs)
     finally:
         torch.set_num_threads(threads)
-    flax_losses = _load("reference_demo_flax").main(steps, dtype, log_every=0, **kwargs)
+    flax_losses = load_example("reference_demo_flax").main(steps, dtype, log_every=0, **kwargs)
     return np.asarray(torch_losses, dtype=np.float64), np.asarray(flax_losses, dtype=np.float64)
 
 

@@ -9,28 +9,14 @@ Flax examples must still train in float32.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from parity_tests.harness import load_example
+
 STEPS = 12
-
-
-def _load(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` by path (``examples`` is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(("name", "extra", "n_points"), [
@@ -42,8 +28,9 @@ def _load(name: str) -> ModuleType:
 def test_example_trains_and_plots(name: str, extra: list[str], n_points: int, tmp_path: Path) -> None:
     if name.endswith("_torch"):
         import torch
+
         threads = torch.get_num_threads()
-    curves = _load(name).main(["--steps", str(STEPS), "--out", str(tmp_path), *extra])
+    curves = load_example(name).main(["--steps", str(STEPS), "--out", str(tmp_path), *extra])
     if name.endswith("_torch"):
         torch.set_num_threads(threads)  # main sets one thread
 
