@@ -47,7 +47,7 @@ EVAL_WINDOWS = 64  # fixed windows of the held-out text
 TRAIN_WINDOWS = 32  # fixed windows of the training text
 # Best peak lr of the training benchmark's sweep on this task (docs/training.md):
 MUON_LR = 0.04
-ADAMW_LR = 0.005
+ADAMW_LR = 0.0025
 
 #: A block kernel stacked by ``nnx.vmap``: ``(layers, in, out)``, one matrix per layer.
 STACKED = MatrixAxes(rows=1, cols=2)

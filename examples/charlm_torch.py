@@ -44,7 +44,7 @@ EVAL_WINDOWS = 64  # fixed windows of the held-out text
 TRAIN_WINDOWS = 32  # fixed windows of the training text
 # Best peak lr of the training benchmark's sweep on this task (docs/training.md):
 MUON_LR = 0.04
-ADAMW_LR = 0.005
+ADAMW_LR = 0.0025
 
 
 def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
