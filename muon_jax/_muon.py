@@ -56,7 +56,7 @@ class ScaleByMuonState(NamedTuple):
 
 def _safe_scale(x: Array) -> Array:
     """``max|x|``, or 1 for an all-zero ``x``: dividing by it keeps squares in range."""
-    s = jnp.max(jnp.abs(x))
+    s = jnp.max(jnp.abs(x), initial=0.0)  # initial: a zero-size x gives 1
     return jnp.where(s > 0, s, jnp.ones_like(s))
 
 
@@ -155,7 +155,9 @@ def _directions(
     out: list[Array | None] = [None] * len(momenta)
     buckets: dict[Any, list[int]] = defaultdict(list)
     for i, (m, ax) in enumerate(zip(momenta, axes, strict=True)):
-        if ax is None:
+        if m.size == 0:
+            out[i] = m  # a zero-size leaf has nothing to update (as in optax.adamw)
+        elif ax is None:
             out[i] = _rms_normalise(m, eps) if rms_scale else m
         else:
             mb = _to_batched(m, ax)

@@ -306,7 +306,7 @@ def muon_dtensor(
     grads: list[Tensor],
     momentum_buffers: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta: float,
     weight_decay: float,
     eps: float,

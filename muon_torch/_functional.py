@@ -73,7 +73,7 @@ def momentum_and_decay(
     momentum_buffers: list[Tensor],
     finite: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta: float,
     weight_decay: float,
     clip_grad_norm: float | None,
@@ -122,7 +122,7 @@ def momentum_and_decay(
     return inputs, keep
 
 
-def apply_direction(p: Tensor, direction: Tensor, keep: Tensor, lr: float, shape: Sequence[int],
+def apply_direction(p: Tensor, direction: Tensor, keep: Tensor, lr: float | Tensor, shape: Sequence[int],
                     axes: ResolvedAxes | None, adjust_lr: str | None) -> None:
     """``p -= lr * s * direction`` (``s`` from ``adjust_lr`` for matrices), where ``keep``."""
     step = lr
