@@ -8,7 +8,7 @@ from typing import Any
 import optax
 from jax import Array
 
-from muon_common import RECIPE, wsd_phases
+from muon_common import RECIPE, wsd_segments
 from muon_jax._muon import MatrixAxesTree, muon_with_adamw
 
 __all__ = ["recommended", "warmup_stable_decay"]
@@ -31,19 +31,10 @@ def warmup_stable_decay(
     >>> [round(float(schedule(t)), 2) for t in range(10)]
     [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]
     """
-    warmup, stable, decay = wsd_phases(total_steps, warmup_fraction, decay_fraction)
-    schedules: list[optax.Schedule] = []
-    boundaries: list[int] = []
-    if warmup > 1:
-        schedules.append(optax.linear_schedule(peak_value / warmup, peak_value, warmup - 1))
-    if stable > 0 or warmup == 1 or not decay:  # warmup == 1 is one step at the peak
-        if schedules:
-            boundaries.append(warmup)
-        schedules.append(optax.constant_schedule(peak_value))
-    if decay:
-        if schedules:
-            boundaries.append(total_steps - decay)
-        schedules.append(optax.linear_schedule(peak_value, 0.0, decay))
+    segments = wsd_segments(total_steps, warmup_fraction, decay_fraction)
+    schedules = [optax.linear_schedule(peak_value * s.init, peak_value * s.end, s.transition) if s.transition
+                 else optax.constant_schedule(peak_value * s.init) for s in segments]
+    boundaries = [s.start for s in segments[1:]]
     return optax.join_schedules(schedules, boundaries) if boundaries else schedules[0]
 
 
