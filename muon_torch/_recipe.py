@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import ConstantLR, LinearLR, SequentialLR
+from torch.optim.lr_scheduler import ConstantLR, LinearLR, LRScheduler, SequentialLR
 
 from muon_common import RECIPE, MatrixAxes, wsd_segments
 from muon_torch.muon import Muon, param_groups
@@ -38,7 +38,7 @@ def warmup_stable_decay(
             loss(batch).backward(); opt.step(); opt.zero_grad(); sched.step()
     """
     segments = wsd_segments(total_steps, warmup_fraction, decay_fraction)
-    schedulers = [LinearLR(optimizer, start_factor=s.init, end_factor=s.end, total_iters=s.transition)
+    schedulers: list[LRScheduler] = [LinearLR(optimizer, start_factor=s.init, end_factor=s.end, total_iters=s.transition)
                   if s.transition else ConstantLR(optimizer, factor=s.init, total_iters=0) for s in segments]
     milestones = [s.start for s in segments[1:]]
     return SequentialLR(optimizer, schedulers, milestones)
