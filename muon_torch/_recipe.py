@@ -38,8 +38,9 @@ def warmup_stable_decay(
             loss(batch).backward(); opt.step(); opt.zero_grad(); sched.step()
     """
     segments = wsd_segments(total_steps, warmup_fraction, decay_fraction)
-    schedulers: list[LRScheduler] = [LinearLR(optimizer, start_factor=s.init, end_factor=s.end, total_iters=s.transition)
-                  if s.transition else ConstantLR(optimizer, factor=s.init, total_iters=0) for s in segments]
+    schedulers: list[LRScheduler] = [
+        LinearLR(optimizer, start_factor=s.init, end_factor=s.end, total_iters=s.transition) if s.transition
+        else ConstantLR(optimizer, factor=s.init, total_iters=0) for s in segments]
     milestones = [s.start for s in segments[1:]]
     return SequentialLR(optimizer, schedulers, milestones)
 
