@@ -23,7 +23,7 @@ from muon_common import (
     validate_hyperparameters,
 )
 from muon_torch._distributed import has_dtensor, muon_dtensor
-from muon_torch._functional import apply_direction, momentum_and_decay, orthogonalize_many, rms_normalise, robust_norm
+from muon_torch._functional import local_muon
 from muon_torch._orthogonalize import Method
 
 __all__ = ["Muon", "export_state", "import_state", "muon", "param_groups"]
@@ -344,19 +344,10 @@ def muon(
                      orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
                      nonfinite_steps=nonfinite_steps)
         return
-    finite = [torch.isfinite(g).all() for g in grads]
-    inputs, keep = momentum_and_decay(
-        params, grads, momentum_buffers, finite, lr=lr, beta=beta, weight_decay=weight_decay,
-        clip_grad_norm=clip_grad_norm, nesterov=nesterov, momentum_dtype=momentum_dtype,
-        nonfinite_steps=nonfinite_steps, norms=lambda ms: [robust_norm(m) for m in ms],
-    )
-    axes = [resolve_matrix_axes(p.shape, matrix_axes) for p in params]
-    matrices = [i for i, a in enumerate(axes) if a is not None]
-    directions = dict(zip(matrices, orthogonalize_many([(inputs[i], axes[i]) for i in matrices],  # type: ignore[misc]
-                                                       method, ns_iters, eps, orthogonalize_dtype), strict=True))
-    for i, (p, m) in enumerate(zip(params, inputs, strict=True)):
-        direction = directions[i] if i in directions else (rms_normalise(m, eps) if rms_scale else m)
-        apply_direction(p, direction, keep[i], lr, p.shape, axes[i], adjust_lr)
+    local_muon(params, grads, momentum_buffers, lr=lr, beta=beta, weight_decay=weight_decay, eps=eps,
+               ns_iters=ns_iters, method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm,
+               nesterov=nesterov, adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
+               orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes, nonfinite_steps=nonfinite_steps)
 
 
 def param_groups(
