@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -436,29 +437,39 @@ def muon_with_adamw(
     orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
     matrix_axes: MatrixAxesTree = None,
     weight_decay_mask: Any = None,
-    adamw_learning_rate: optax.ScalarOrSchedule | None = None,
+    adamw_lr: optax.ScalarOrSchedule | None = None,
     adamw_betas: tuple[float, float] = ADAMW_BETAS,
+    adamw_weight_decay: float | None = None,
     adamw: Callable[[str, Array], bool] | Sequence[str] = (),
     labels: Any = None,
+    adamw_learning_rate: optax.ScalarOrSchedule | None = None,
 ) -> optax.GradientTransformation:
     """Muon on matrices and AdamW on everything else, in one transformation.
 
     ``optax.multi_transform({"muon": muon(...), "adamw": optax.adamw(...)}, labels)``
     with ``labels`` from :func:`muon_labels` (or your own pytree/callable). AdamW uses
-    ``adamw_learning_rate`` (default: ``learning_rate``), ``adamw_betas`` and the same
-    ``eps`` and ``weight_decay`` as Muon. The twin of a ``muon_torch.Muon`` param group
-    with ``algorithm="adamw"``. The Muon arguments are :func:`muon`'s. Under
-    ``optax.inject_hyperparams``, list callable arguments (``matrix_axes``, ``adamw``,
-    ``labels``) in ``static_args``: it would take them for schedules.
+    ``adamw_lr`` (default: ``learning_rate``), ``adamw_betas``, ``adamw_weight_decay``
+    (default: ``weight_decay``) and Muon's ``eps``: the names of
+    ``muon_torch.param_groups``. The twin of a ``muon_torch.Muon`` param group with
+    ``algorithm="adamw"``; ``adamw_learning_rate`` is the earlier name of ``adamw_lr``.
+    The Muon arguments are :func:`muon`'s. Under ``optax.inject_hyperparams``, list the
+    callable arguments (``matrix_axes``, ``adamw``, ``labels``) in ``static_args``: it
+    would take them for schedules.
     """
     validate_betas(adamw_betas)
+    if adamw_learning_rate is not None:
+        if adamw_lr is not None:
+            raise ValueError("muon_with_adamw: pass adamw_lr only (adamw_learning_rate is its earlier name).")
+        warnings.warn("muon_with_adamw: adamw_learning_rate is now adamw_lr, the name muon_torch uses.",
+                      DeprecationWarning, stacklevel=2)
+        adamw_lr = adamw_learning_rate
     tx_muon = muon(learning_rate, beta, weight_decay, eps, ns_iters, method, rms_scale, clip_grad_norm,
                    nesterov=nesterov, adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
                    orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
                    weight_decay_mask=weight_decay_mask)
     b1, b2 = adamw_betas
-    tx_adamw = optax.adamw(adamw_learning_rate if adamw_learning_rate is not None else learning_rate, b1=b1, b2=b2,
-                           eps=eps, weight_decay=weight_decay)
+    tx_adamw = optax.adamw(adamw_lr if adamw_lr is not None else learning_rate, b1=b1, b2=b2, eps=eps,
+                           weight_decay=weight_decay if adamw_weight_decay is None else adamw_weight_decay)
     if labels is None:
         labels = functools.partial(muon_labels, matrix_axes=matrix_axes, adamw=adamw)
     return optax.multi_transform({"muon": tx_muon, "adamw": tx_adamw}, labels)

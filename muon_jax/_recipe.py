@@ -44,7 +44,7 @@ def recommended(
     adamw: Callable[[str, Array], bool] | Sequence[str] = RECIPE.adamw,
     matrix_axes: MatrixAxesTree = None,
     *,
-    adamw_learning_rate: float | None = None,
+    adamw_lr: float | None = None,
     warmup_fraction: float | None = None,
     decay_fraction: float | None = None,
     **muon_overrides: Any,
@@ -56,7 +56,7 @@ def recommended(
     weight decay) on every leaf that is not a matrix and on the matrices whose key path
     contains one of ``adamw`` (default: embeddings and output head); both under
     :func:`warmup_stable_decay`. ``learning_rate=None`` is the tuned peak lr
-    ``RECIPE.lr``; ``adamw_learning_rate=None`` is ``learning_rate *
+    ``RECIPE.lr``; ``adamw_lr=None`` is ``learning_rate *
     RECIPE.adamw_lr_ratio``. ``matrix_axes`` describes stacked layers (see
     :func:`scale_by_muon`); ``muon_overrides`` replace recipe options. The twin of
     :func:`muon_torch.recommended`.
@@ -68,11 +68,11 @@ def recommended(
     >>> updates, state = tx.update(params, state, params)
     """
     lr = RECIPE.lr if learning_rate is None else learning_rate
-    adamw_lr = lr * RECIPE.adamw_lr_ratio if adamw_learning_rate is None else adamw_learning_rate
+    adamw_lr = lr * RECIPE.adamw_lr_ratio if adamw_lr is None else adamw_lr
     options = {**RECIPE.muon_options(), **muon_overrides}
     return muon_with_adamw(
         warmup_stable_decay(lr, total_steps, warmup_fraction, decay_fraction),
-        adamw_learning_rate=warmup_stable_decay(adamw_lr, total_steps, warmup_fraction, decay_fraction),
+        adamw_lr=warmup_stable_decay(adamw_lr, total_steps, warmup_fraction, decay_fraction),
         adamw_betas=RECIPE.adamw_betas,
         adamw=adamw,
         matrix_axes=matrix_axes,

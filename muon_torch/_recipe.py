@@ -77,6 +77,6 @@ def recommended(
     adamw_lr = lr * RECIPE.adamw_lr_ratio if adamw_lr is None else adamw_lr
     options = {**RECIPE.muon_options(), **muon_overrides}
     groups = param_groups(model, adamw=adamw, adamw_lr=adamw_lr, matrix_axes=matrix_axes,
-                          betas=RECIPE.adamw_betas)
+                          adamw_betas=RECIPE.adamw_betas)
     optimizer = Muon(groups, lr=lr, **options)
     return optimizer, warmup_stable_decay(optimizer, total_steps, warmup_fraction, decay_fraction)

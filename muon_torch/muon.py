@@ -355,6 +355,8 @@ def param_groups(
     *,
     adamw: Callable[[str, Tensor], bool] | Sequence[str] = (),
     adamw_lr: float | None = None,
+    adamw_betas: tuple[float, float] | None = None,
+    adamw_weight_decay: float | None = None,
     matrix_axes: MatrixAxes | None = None,
     **adamw_overrides: Any,
 ) -> list[dict[str, Any]]:
@@ -364,6 +366,10 @@ def param_groups(
     to AdamW (``algorithm="adamw"``). ``adamw`` moves matrices to AdamW too: a
     predicate on ``(name, param)`` or substrings of the parameter name, e.g.
     ``("embed", "head")``. The twin of ``muon_jax.muon_labels``.
+
+    The AdamW group takes ``adamw_lr``, ``adamw_betas`` and ``adamw_weight_decay`` when
+    given (the names ``muon_jax.muon_with_adamw`` uses), else the optimizer's ``lr``,
+    ``betas`` and ``weight_decay``; ``adamw_overrides`` sets any other group key.
     """
     to_adamw = adamw_matcher(adamw)
     muon_params: list[Tensor] = []
@@ -374,8 +380,9 @@ def param_groups(
         is_matrix = resolve_matrix_axes(p.shape, matrix_axes if p.ndim >= 2 else None) is not None
         (muon_params if is_matrix and not to_adamw(name, p) else adamw_params).append(p)
     adamw_group: dict[str, Any] = {"params": adamw_params, "algorithm": "adamw", **adamw_overrides}
-    if adamw_lr is not None:
-        adamw_group["lr"] = adamw_lr
+    for key, value in (("lr", adamw_lr), ("betas", adamw_betas), ("weight_decay", adamw_weight_decay)):
+        if value is not None:
+            adamw_group[key] = value
     muon_group: dict[str, Any] = {"params": muon_params}
     if matrix_axes is not None:
         muon_group["matrix_axes"] = matrix_axes

@@ -281,7 +281,7 @@ JAX_CONFIGS: dict[str, tuple[bool, Callable[[], optax.GradientTransformation]]] 
     "quintic-nesterov-schedule-bf16_momentum": (False, lambda: muon_jax.muon(
         optax.cosine_decay_schedule(0.02, STEPS), method="quintic", nesterov=True, momentum_dtype="bfloat16")),
     "adamw_hybrid": (True, lambda: muon_jax.muon_with_adamw(
-        0.02, adamw_learning_rate=3e-3, adamw_betas=(0.8, 0.95), adamw=("embed",))),
+        0.02, adamw_lr=3e-3, adamw_betas=(0.8, 0.95), adamw=("embed",))),
 }
 
 
