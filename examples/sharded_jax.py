@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> list[float]:
         h = jax.nn.gelu(x @ p["w1"] + p["b1"])
         return jnp.mean(jnp.square(h @ p["w2"] + p["b2"] - y))
 
-    tx = muon_jax.muon_with_adamw(0.02, adamw_learning_rate=3e-3, method="polar_express", nesterov=True)
+    tx = muon_jax.muon_with_adamw(0.02, adamw_lr=3e-3, method="polar_express", nesterov=True)
     state = tx.init(params)
 
     @jax.jit

@@ -13,7 +13,7 @@ from muon_common._portable import (
     remap,
     sequential_torch_to_flax,
 )
-from muon_common._recipe import RECIPE, Recipe, WSDPhases, wsd_phases
+from muon_common._recipe import RECIPE, Recipe, WSDPhases, WSDSegment, wsd_phases, wsd_segments
 from muon_common._spec import (
     ADAMW_BETAS,
     ADJUST_LR,
@@ -47,6 +47,7 @@ __all__ = [
     "PortableState",
     "Recipe",
     "WSDPhases",
+    "WSDSegment",
     "adamw_matcher",
     "invert",
     "lr_adjustment",
@@ -57,4 +58,5 @@ __all__ = [
     "validate_betas",
     "validate_hyperparameters",
     "wsd_phases",
+    "wsd_segments",
 ]

@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["RECIPE", "Recipe", "WSDPhases", "wsd_phases"]
+__all__ = ["RECIPE", "Recipe", "WSDPhases", "WSDSegment", "wsd_phases", "wsd_segments"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,35 @@ def wsd_phases(total_steps: int, warmup_fraction: float | None = None,
     warmup = min(total, max(1, math.floor(warmup_fraction * total + 0.5)))
     decay = min(total - warmup, math.floor(decay_fraction * total + 0.5))
     return WSDPhases(warmup, total - warmup - decay, decay)
+
+
+class WSDSegment(NamedTuple):
+    """One linear piece of the schedule: from step ``start``, the factor goes from ``init`` to
+    ``end`` over ``transition`` steps (``transition == 0``: it stays at ``init``)."""
+
+    start: int
+    init: float
+    end: float
+    transition: int
+
+
+def wsd_segments(total_steps: int, warmup_fraction: float | None = None,
+                 decay_fraction: float | None = None) -> list[WSDSegment]:
+    """:func:`wsd_phases` as the linear pieces that each twin builds from its library's schedules
+    (``LinearLR``/``ConstantLR`` in torch, ``linear_schedule``/``constant_schedule`` in optax).
+
+    >>> for segment in wsd_segments(100, 0.05, 0.5):
+    ...     print(segment)
+    WSDSegment(start=0, init=0.2, end=1.0, transition=4)
+    WSDSegment(start=5, init=1.0, end=1.0, transition=0)
+    WSDSegment(start=50, init=1.0, end=0.0, transition=50)
+    """
+    warmup, stable, decay = wsd_phases(total_steps, warmup_fraction, decay_fraction)
+    segments = []
+    if warmup > 1:
+        segments.append(WSDSegment(0, 1.0 / warmup, 1.0, warmup - 1))
+    if stable > 0 or warmup == 1 or not decay:  # warmup == 1 is one step at the peak
+        segments.append(WSDSegment(warmup if segments else 0, 1.0, 1.0, 0))
+    if decay:
+        segments.append(WSDSegment(total_steps - decay, 1.0, 0.0, decay))
+    return segments

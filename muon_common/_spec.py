@@ -133,6 +133,11 @@ class Messages:
     )
     EPS = "Invalid eps: {value!r}. It must be a positive number, e.g. eps=1e-8."
     NS_ITERS = "Invalid ns_iters: {value!r}. It must be a positive int, e.g. ns_iters=5."
+    NS_ITERS_TRACED = (
+        "Invalid ns_iters: it is traced, but it sets the number of Newton–Schulz steps when the "
+        "update is traced. Pass a Python int, e.g. optax.inject_hyperparams(muon, "
+        "static_args=('ns_iters',))(..., ns_iters=5)."
+    )
     METHOD = (
         "Invalid method: {value!r}. It must be one of {choices}, or a list of (a, b, c) "
         "Newton–Schulz coefficient triples, one per step."

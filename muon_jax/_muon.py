@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -56,7 +57,7 @@ class ScaleByMuonState(NamedTuple):
 
 def _safe_scale(x: Array) -> Array:
     """``max|x|``, or 1 for an all-zero ``x``: dividing by it keeps squares in range."""
-    s = jnp.max(jnp.abs(x))
+    s = jnp.max(jnp.abs(x), initial=0.0)  # initial: a zero-size x gives 1
     return jnp.where(s > 0, s, jnp.ones_like(s))
 
 
@@ -155,7 +156,9 @@ def _directions(
     out: list[Array | None] = [None] * len(momenta)
     buckets: dict[Any, list[int]] = defaultdict(list)
     for i, (m, ax) in enumerate(zip(momenta, axes, strict=True)):
-        if ax is None:
+        if m.size == 0:
+            out[i] = m  # a zero-size leaf has nothing to update (as in optax.adamw)
+        elif ax is None:
             out[i] = _rms_normalise(m, eps) if rms_scale else m
         else:
             mb = _to_batched(m, ax)
@@ -179,7 +182,7 @@ def _directions(
 def scale_by_muon(
     beta: float = DEFAULTS["beta"],
     eps: float = DEFAULTS["eps"],
-    ns_iters: int = DEFAULTS["ns_iters"],
+    ns_iters: int | None = None,
     method: Method = DEFAULTS["method"],
     rms_scale: bool = DEFAULTS["rms_scale"],
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
@@ -204,7 +207,8 @@ def scale_by_muon(
     Args:
       beta: momentum coefficient.
       eps: numerical stabiliser of the normalisations.
-      ns_iters: Newton–Schulz steps.
+      ns_iters: Newton–Schulz steps (``None``: 5, the reference's). A Python int:
+        it sets the computation when the update is traced.
       method: ``"ns"`` (reference), ``"quintic"``, ``"polar_express"``, a list of
         per-step ``(a, b, c)`` triples, or ``"svd"``.
       rms_scale: RMS-normalise the momentum of non-matrix leaves.
@@ -222,10 +226,10 @@ def scale_by_muon(
         :class:`MatrixAxes` or ``None`` with the params' structure, or a callable
         returning one. ``None``: 2-D leaves are matrices, others are not.
     """
-    validate_hyperparameters(beta=beta, weight_decay=0.0, eps=eps, ns_iters=ns_iters, method=method,
-                             rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov,
-                             adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
-                             orthogonalize_dtype=orthogonalize_dtype)
+    ns_iters = _ns_iters(ns_iters)
+    _validate(beta=beta, weight_decay=0.0, eps=eps, ns_iters=ns_iters, method=method, rms_scale=rms_scale,
+              clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
+              momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype)
 
     def init_fn(params: optax.Params) -> ScaleByMuonState:
         _check_params(params)
@@ -268,6 +272,49 @@ def scale_by_muon(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _concrete(value: Any) -> Any:
+    """``value`` for validation: a Python number as is, a concrete array as its number, and a
+    traced array (``optax.inject_hyperparams`` under ``jit``) as ``None``: it cannot be checked."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, (jax.Array, np.ndarray)):
+        if value.size != 1:
+            return value  # rejected by the check, with its value in the message
+        return value.item()
+    return value
+
+
+def _validate(**hyperparameters: Any) -> None:
+    """``validate_hyperparameters`` on the values that are known now (see :func:`_concrete`).
+
+    A traced value is skipped: it was checked when it was a number, e.g. when
+    ``optax.inject_hyperparams`` first built the transformation.
+    """
+    values = {k: _concrete(v) for k, v in hyperparameters.items()}
+    for key, value in values.items():
+        if value is None and key in ("beta", "weight_decay", "eps"):
+            values[key] = 0.0 if key != "eps" else DEFAULTS["eps"]  # traced: stands in for a valid value
+    validate_hyperparameters(**values)
+
+
+def _ns_iters(ns_iters: Any) -> int:
+    """The number of Newton–Schulz steps, which must be known when the update is traced."""
+    if ns_iters is None:
+        return int(DEFAULTS["ns_iters"])
+    if isinstance(ns_iters, jax.core.Tracer):
+        raise ValueError(Messages.NS_ITERS_TRACED)
+    value = _concrete(ns_iters)
+    if isinstance(value, float) and value.is_integer() and isinstance(ns_iters, (jax.Array, np.ndarray)):
+        value = int(value)  # optax.inject_hyperparams stores numbers as float arrays
+    return value
+
+
+def _is_zero(x: Any) -> bool:
+    """Whether ``x`` is known to be zero now (a traced value is not)."""
+    value = _concrete(x)
+    return value is not None and not isinstance(value, np.ndarray) and value == 0.0
+
+
 def _require_params(weight_decay: float) -> optax.GradientTransformation:
     """Fail clearly when decoupled decay is asked for without the params."""
 
@@ -298,7 +345,7 @@ def muon(
     beta: float = DEFAULTS["beta"],
     weight_decay: float = DEFAULTS["weight_decay"],
     eps: float = DEFAULTS["eps"],
-    ns_iters: int = DEFAULTS["ns_iters"],
+    ns_iters: int | None = None,
     method: Method = DEFAULTS["method"],
     rms_scale: bool = DEFAULTS["rms_scale"],
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
@@ -317,16 +364,26 @@ def muon(
     gradient has a NaN/Inf gets a zero update, and its momentum is kept (counted in
     ``ScaleByMuonState.nonfinite_steps``).
 
+    Numeric hyperparameters may be arrays, so ``optax.inject_hyperparams(muon)(learning_rate=0.02)``
+    works and ``learning_rate``/``weight_decay`` can be changed in its state mid-run, under ``jit``;
+    they are validated when they are concrete.
+
+    >>> import jax.numpy as jnp, optax
+    >>> tx = optax.inject_hyperparams(muon)(learning_rate=0.02)
+    >>> state = tx.init({"w": jnp.ones((3, 3))})
+    >>> state.hyperparams["learning_rate"] = jnp.asarray(0.01)  # e.g. from a callback
+
     Args:
       learning_rate: a positive float or an optax schedule.
       weight_decay: decoupled weight decay (multiplied by the learning rate);
-        needs ``params`` in ``update`` when nonzero.
+        needs ``params`` in ``update`` unless it is zero.
       weight_decay_mask: optional mask (pytree or callable) of the leaves to decay,
         as in ``optax.add_decayed_weights``.
       beta, eps, ns_iters, method, rms_scale, clip_grad_norm, nesterov, adjust_lr,
         momentum_dtype, orthogonalize_dtype, matrix_axes: see :func:`scale_by_muon`.
     """
-    validate_hyperparameters(
+    ns_iters = _ns_iters(ns_iters)
+    _validate(
         lr=None if callable(learning_rate) else learning_rate, lr_name="learning_rate",
         beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
         rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
@@ -335,7 +392,7 @@ def muon(
     parts = [scale_by_muon(beta, eps, ns_iters, method, rms_scale, clip_grad_norm, nesterov=nesterov,
                            adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
                            orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes)]
-    if weight_decay != 0.0:
+    if not _is_zero(weight_decay):  # an array (optax.inject_hyperparams) may change later: keep the decay
         parts += [_require_params(weight_decay),
                   optax.add_decayed_weights(weight_decay, weight_decay_mask)]
     parts += [optax.scale_by_learning_rate(learning_rate), _zero_nonfinite_leaves()]
@@ -366,30 +423,53 @@ def muon_labels(
 
 def muon_with_adamw(
     learning_rate: optax.ScalarOrSchedule,
+    beta: float = DEFAULTS["beta"],
+    weight_decay: float = DEFAULTS["weight_decay"],
+    eps: float = DEFAULTS["eps"],
+    ns_iters: int | None = None,
+    method: Method = DEFAULTS["method"],
+    rms_scale: bool = DEFAULTS["rms_scale"],
+    clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
     *,
-    adamw_learning_rate: optax.ScalarOrSchedule | None = None,
+    nesterov: bool = DEFAULTS["nesterov"],
+    adjust_lr: str | None = DEFAULTS["adjust_lr"],
+    momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
+    orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
+    matrix_axes: MatrixAxesTree = None,
+    weight_decay_mask: Any = None,
+    adamw_lr: optax.ScalarOrSchedule | None = None,
     adamw_betas: tuple[float, float] = ADAMW_BETAS,
+    adamw_weight_decay: float | None = None,
     adamw: Callable[[str, Array], bool] | Sequence[str] = (),
     labels: Any = None,
-    **muon_kwargs: Any,
+    adamw_learning_rate: optax.ScalarOrSchedule | None = None,
 ) -> optax.GradientTransformation:
     """Muon on matrices and AdamW on everything else, in one transformation.
 
     ``optax.multi_transform({"muon": muon(...), "adamw": optax.adamw(...)}, labels)``
     with ``labels`` from :func:`muon_labels` (or your own pytree/callable). AdamW uses
-    ``adamw_learning_rate`` (default: ``learning_rate``), ``adamw_betas`` and the same
-    ``eps`` and ``weight_decay`` as Muon. The twin of a ``muon_torch.Muon`` param group
-    with ``algorithm="adamw"``.
+    ``adamw_lr`` (default: ``learning_rate``), ``adamw_betas``, ``adamw_weight_decay``
+    (default: ``weight_decay``) and Muon's ``eps``: the names of
+    ``muon_torch.param_groups``. The twin of a ``muon_torch.Muon`` param group with
+    ``algorithm="adamw"``; ``adamw_learning_rate`` is the earlier name of ``adamw_lr``.
+    The Muon arguments are :func:`muon`'s. Under ``optax.inject_hyperparams``, list the
+    callable arguments (``matrix_axes``, ``adamw``, ``labels``) in ``static_args``: it
+    would take them for schedules.
     """
     validate_betas(adamw_betas)
-    matrix_axes = muon_kwargs.get("matrix_axes")
-    tx_muon = muon(learning_rate, **muon_kwargs)
+    if adamw_learning_rate is not None:
+        if adamw_lr is not None:
+            raise ValueError("muon_with_adamw: pass adamw_lr only (adamw_learning_rate is its earlier name).")
+        warnings.warn("muon_with_adamw: adamw_learning_rate is now adamw_lr, the name muon_torch uses.",
+                      DeprecationWarning, stacklevel=2)
+        adamw_lr = adamw_learning_rate
+    tx_muon = muon(learning_rate, beta, weight_decay, eps, ns_iters, method, rms_scale, clip_grad_norm,
+                   nesterov=nesterov, adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
+                   orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
+                   weight_decay_mask=weight_decay_mask)
     b1, b2 = adamw_betas
-    tx_adamw = optax.adamw(
-        adamw_learning_rate if adamw_learning_rate is not None else learning_rate, b1=b1, b2=b2,
-        eps=muon_kwargs.get("eps", DEFAULTS["eps"]),
-        weight_decay=muon_kwargs.get("weight_decay", DEFAULTS["weight_decay"]),
-    )
+    tx_adamw = optax.adamw(adamw_lr if adamw_lr is not None else learning_rate, b1=b1, b2=b2, eps=eps,
+                           weight_decay=weight_decay if adamw_weight_decay is None else adamw_weight_decay)
     if labels is None:
         labels = functools.partial(muon_labels, matrix_axes=matrix_axes, adamw=adamw)
     return optax.multi_transform({"muon": tx_muon, "adamw": tx_adamw}, labels)

@@ -8,7 +8,7 @@ from typing import Any
 import optax
 from jax import Array
 
-from muon_common import RECIPE, wsd_phases
+from muon_common import RECIPE, wsd_segments
 from muon_jax._muon import MatrixAxesTree, muon_with_adamw
 
 __all__ = ["recommended", "warmup_stable_decay"]
@@ -31,19 +31,10 @@ def warmup_stable_decay(
     >>> [round(float(schedule(t)), 2) for t in range(10)]
     [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]
     """
-    warmup, stable, decay = wsd_phases(total_steps, warmup_fraction, decay_fraction)
-    schedules: list[optax.Schedule] = []
-    boundaries: list[int] = []
-    if warmup > 1:
-        schedules.append(optax.linear_schedule(peak_value / warmup, peak_value, warmup - 1))
-    if stable > 0 or warmup == 1 or not decay:  # warmup == 1 is one step at the peak
-        if schedules:
-            boundaries.append(warmup)
-        schedules.append(optax.constant_schedule(peak_value))
-    if decay:
-        if schedules:
-            boundaries.append(total_steps - decay)
-        schedules.append(optax.linear_schedule(peak_value, 0.0, decay))
+    segments = wsd_segments(total_steps, warmup_fraction, decay_fraction)
+    schedules = [optax.linear_schedule(peak_value * s.init, peak_value * s.end, s.transition) if s.transition
+                 else optax.constant_schedule(peak_value * s.init) for s in segments]
+    boundaries = [s.start for s in segments[1:]]
     return optax.join_schedules(schedules, boundaries) if boundaries else schedules[0]
 
 
@@ -53,7 +44,7 @@ def recommended(
     adamw: Callable[[str, Array], bool] | Sequence[str] = RECIPE.adamw,
     matrix_axes: MatrixAxesTree = None,
     *,
-    adamw_learning_rate: float | None = None,
+    adamw_lr: float | None = None,
     warmup_fraction: float | None = None,
     decay_fraction: float | None = None,
     **muon_overrides: Any,
@@ -65,7 +56,7 @@ def recommended(
     weight decay) on every leaf that is not a matrix and on the matrices whose key path
     contains one of ``adamw`` (default: embeddings and output head); both under
     :func:`warmup_stable_decay`. ``learning_rate=None`` is the tuned peak lr
-    ``RECIPE.lr``; ``adamw_learning_rate=None`` is ``learning_rate *
+    ``RECIPE.lr``; ``adamw_lr=None`` is ``learning_rate *
     RECIPE.adamw_lr_ratio``. ``matrix_axes`` describes stacked layers (see
     :func:`scale_by_muon`); ``muon_overrides`` replace recipe options. The twin of
     :func:`muon_torch.recommended`.
@@ -77,11 +68,11 @@ def recommended(
     >>> updates, state = tx.update(params, state, params)
     """
     lr = RECIPE.lr if learning_rate is None else learning_rate
-    adamw_lr = lr * RECIPE.adamw_lr_ratio if adamw_learning_rate is None else adamw_learning_rate
+    adamw_lr = lr * RECIPE.adamw_lr_ratio if adamw_lr is None else adamw_lr
     options = {**RECIPE.muon_options(), **muon_overrides}
     return muon_with_adamw(
         warmup_stable_decay(lr, total_steps, warmup_fraction, decay_fraction),
-        adamw_learning_rate=warmup_stable_decay(adamw_lr, total_steps, warmup_fraction, decay_fraction),
+        adamw_lr=warmup_stable_decay(adamw_lr, total_steps, warmup_fraction, decay_fraction),
         adamw_betas=RECIPE.adamw_betas,
         adamw=adamw,
         matrix_axes=matrix_axes,

@@ -44,7 +44,7 @@ from torch import Tensor
 
 from muon_common import MatrixAxes, resolve_matrix_axes
 from muon_common._spec import ResolvedAxes
-from muon_torch._functional import apply_direction, momentum_and_decay, orthogonalize_many
+from muon_torch._functional import apply_direction, local_muon, momentum_and_decay, orthogonalize_many
 from muon_torch._orthogonalize import Method
 
 __all__ = ["has_dtensor", "muon_dtensor", "owners"]
@@ -288,13 +288,11 @@ def _owned_directions(
 def _generic_step(params: list[Any], grads: list[Any], momentum_buffers: list[Any],
                   nonfinite_steps: list[Tensor] | None, hyper: dict[str, Any]) -> None:
     """Any other DTensor layout: step whole copies on every rank, then keep the local shards."""
-    from muon_torch.muon import muon  # a cycle at import time otherwise
-
     module = _dtensor_module()
     full_p = [p.full_tensor() for p in params]
     full_g = [g.full_tensor() for g in grads]
     full_m = [m.full_tensor() for m in momentum_buffers]
-    muon(full_p, full_g, full_m, nonfinite_steps=nonfinite_steps, **hyper)
+    local_muon(full_p, full_g, full_m, nonfinite_steps=nonfinite_steps, **hyper)
     for whole, target in zip(full_p + full_m, params + momentum_buffers, strict=True):
         replicated = module.DTensor.from_local(whole, target.device_mesh,
                                                [module.Replicate()] * target.device_mesh.ndim, run_check=False)
@@ -306,7 +304,7 @@ def muon_dtensor(
     grads: list[Tensor],
     momentum_buffers: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta: float,
     weight_decay: float,
     eps: float,

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from muon_common import CLIP_EPS, lr_adjustment
+from muon_common import CLIP_EPS, MatrixAxes, lr_adjustment, resolve_matrix_axes
 from muon_common._spec import ResolvedAxes
 from muon_torch._orthogonalize import Method, orthogonalize_
 
@@ -73,7 +73,7 @@ def momentum_and_decay(
     momentum_buffers: list[Tensor],
     finite: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta: float,
     weight_decay: float,
     clip_grad_norm: float | None,
@@ -122,7 +122,7 @@ def momentum_and_decay(
     return inputs, keep
 
 
-def apply_direction(p: Tensor, direction: Tensor, keep: Tensor, lr: float, shape: Sequence[int],
+def apply_direction(p: Tensor, direction: Tensor, keep: Tensor, lr: float | Tensor, shape: Sequence[int],
                     axes: ResolvedAxes | None, adjust_lr: str | None) -> None:
     """``p -= lr * s * direction`` (``s`` from ``adjust_lr`` for matrices), where ``keep``."""
     step = lr
@@ -132,3 +132,39 @@ def apply_direction(p: Tensor, direction: Tensor, keep: Tensor, lr: float, shape
         cols = math.prod(shape[a] for a in axes.cols)
         step = lr * lr_adjustment(adjust_lr, fan_in=cols, fan_out=rows)
     p.sub_(direction * (keep * step))
+
+
+def local_muon(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor],
+    *,
+    lr: float | Tensor,
+    beta: float,
+    weight_decay: float,
+    eps: float,
+    ns_iters: int,
+    method: Method,
+    rms_scale: bool,
+    clip_grad_norm: float | None,
+    nesterov: bool,
+    adjust_lr: str | None,
+    momentum_dtype: str | None,
+    orthogonalize_dtype: str | None,
+    matrix_axes: MatrixAxes | None,
+    nonfinite_steps: list[Tensor] | None,
+) -> None:
+    """:func:`muon_torch.muon` on plain (not sharded) tensors: the step of one process."""
+    finite = [torch.isfinite(g).all() for g in grads]
+    inputs, keep = momentum_and_decay(
+        params, grads, momentum_buffers, finite, lr=lr, beta=beta, weight_decay=weight_decay,
+        clip_grad_norm=clip_grad_norm, nesterov=nesterov, momentum_dtype=momentum_dtype,
+        nonfinite_steps=nonfinite_steps, norms=lambda ms: [robust_norm(m) for m in ms],
+    )
+    axes = [resolve_matrix_axes(p.shape, matrix_axes) for p in params]
+    matrices = [i for i, a in enumerate(axes) if a is not None]
+    directions = dict(zip(matrices, orthogonalize_many([(inputs[i], axes[i]) for i in matrices],  # type: ignore[misc]
+                                                       method, ns_iters, eps, orthogonalize_dtype), strict=True))
+    for i, (p, m) in enumerate(zip(params, inputs, strict=True)):
+        direction = directions[i] if i in directions else (rms_normalise(m, eps) if rms_scale else m)
+        apply_direction(p, direction, keep[i], lr, p.shape, axes[i], adjust_lr)

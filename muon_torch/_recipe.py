@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ConstantLR, LinearLR, LRScheduler, SequentialLR
 
-from muon_common import RECIPE, MatrixAxes, wsd_phases
+from muon_common import RECIPE, MatrixAxes, wsd_segments
 from muon_torch.muon import Muon, param_groups
 
 __all__ = ["recommended", "warmup_stable_decay"]
@@ -37,19 +37,11 @@ def warmup_stable_decay(
         for batch in batches:
             loss(batch).backward(); opt.step(); opt.zero_grad(); sched.step()
     """
-    warmup, stable, decay = wsd_phases(total_steps, warmup_fraction, decay_fraction)
-    schedulers: list[LRScheduler] = []
-    milestones: list[int] = []
-    if warmup > 1:
-        schedulers.append(LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup - 1))
-    if stable > 0 or warmup == 1 or not decay:  # warmup == 1 is one step at the peak
-        if schedulers:
-            milestones.append(warmup)
-        schedulers.append(ConstantLR(optimizer, factor=1.0, total_iters=0))
-    if decay:
-        if schedulers:
-            milestones.append(total_steps - decay)
-        schedulers.append(LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=decay))
+    segments = wsd_segments(total_steps, warmup_fraction, decay_fraction)
+    schedulers: list[LRScheduler] = [
+        LinearLR(optimizer, start_factor=s.init, end_factor=s.end, total_iters=s.transition) if s.transition
+        else ConstantLR(optimizer, factor=s.init, total_iters=0) for s in segments]
+    milestones = [s.start for s in segments[1:]]
     return SequentialLR(optimizer, schedulers, milestones)
 
 
@@ -85,6 +77,6 @@ def recommended(
     adamw_lr = lr * RECIPE.adamw_lr_ratio if adamw_lr is None else adamw_lr
     options = {**RECIPE.muon_options(), **muon_overrides}
     groups = param_groups(model, adamw=adamw, adamw_lr=adamw_lr, matrix_axes=matrix_axes,
-                          betas=RECIPE.adamw_betas)
+                          adamw_betas=RECIPE.adamw_betas)
     optimizer = Muon(groups, lr=lr, **options)
     return optimizer, warmup_stable_decay(optimizer, total_steps, warmup_fraction, decay_fraction)

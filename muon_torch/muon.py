@@ -23,7 +23,7 @@ from muon_common import (
     validate_hyperparameters,
 )
 from muon_torch._distributed import has_dtensor, muon_dtensor
-from muon_torch._functional import apply_direction, momentum_and_decay, orthogonalize_many, rms_normalise, robust_norm
+from muon_torch._functional import local_muon
 from muon_torch._orthogonalize import Method
 
 __all__ = ["Muon", "export_state", "import_state", "muon", "param_groups"]
@@ -31,6 +31,11 @@ __all__ = ["Muon", "export_state", "import_state", "muon", "param_groups"]
 _HYPERPARAMETERS = ("lr", "beta", "weight_decay", "eps", "ns_iters", "method", "rms_scale",
                     "clip_grad_norm", "nesterov", "adjust_lr", "momentum_dtype", "orthogonalize_dtype")
 _ALGORITHMS = ("muon", "adamw")
+#: What a param group saved before an option existed gets for it (the earlier behaviour).
+_GROUP_DEFAULTS: dict[str, Any] = {
+    **{k: v for k, v in DEFAULTS.items() if k in _HYPERPARAMETERS},
+    "matrix_axes": None, "algorithm": "muon", "betas": ADAMW_BETAS,
+}
 
 
 class Muon(Optimizer):
@@ -56,7 +61,7 @@ class Muon(Optimizer):
     Args:
       params: parameters or param groups; every hyperparameter below, ``matrix_axes``,
         ``algorithm`` and ``betas`` can be set per group.
-      lr: learning rate (no default).
+      lr: learning rate (no default): a float or a one-element Tensor, as in torch.optim.
       beta: momentum coefficient.
       weight_decay: decoupled weight decay (multiplied by ``lr``).
       eps: numerical stabiliser of the normalisations.
@@ -80,7 +85,7 @@ class Muon(Optimizer):
     def __init__(
         self,
         params: ParamsT,
-        lr: float,
+        lr: float | Tensor,
         beta: float = DEFAULTS["beta"],
         weight_decay: float = DEFAULTS["weight_decay"],
         eps: float = DEFAULTS["eps"],
@@ -102,8 +107,19 @@ class Muon(Optimizer):
             momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
             algorithm="muon", betas=betas,
         )
-        validate_hyperparameters(**{k: defaults[k] for k in _HYPERPARAMETERS})
+        _validate(defaults)
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Fill in the hyperparameters a saved state predates (``load_state_dict``, unpickling).
+
+        A state saved by an earlier version lacks the options added since; each gets the value
+        that keeps the earlier behaviour (its default), so every saved state loads and resumes.
+        """
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in _GROUP_DEFAULTS.items():
+                group.setdefault(key, value)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Validate a group's overrides and tensors before adding it, so a bad group changes nothing."""
@@ -111,7 +127,7 @@ class Muon(Optimizer):
             super().add_param_group(param_group)  # raises torch's TypeError
             return
         merged = {**self.defaults, **param_group}
-        validate_hyperparameters(**{k: merged[k] for k in _HYPERPARAMETERS})
+        _validate(merged)
         if merged["algorithm"] not in _ALGORITHMS:
             raise ValueError(Messages.ALGORITHM.format(value=merged["algorithm"]))
         if merged["algorithm"] == "adamw":
@@ -241,7 +257,9 @@ class Muon(Optimizer):
                     beta1, beta2 = group["betas"]
                     adamw(lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"], [],
                           lists["state_steps"], amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
-                          weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+                          weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                          # torch's foreach AdamW takes a Tensor lr only when capturable.
+                          foreach=False if isinstance(group["lr"], Tensor) else None)
                 continue
             params: list[Tensor] = []
             grads: list[Tensor] = []
@@ -259,6 +277,15 @@ class Muon(Optimizer):
         return loss
 
 
+def _validate(hyperparameters: dict[str, Any]) -> None:
+    """Check a group's hyperparameters; ``lr`` may be a float or a one-element Tensor, as in torch.optim."""
+    values = {k: hyperparameters[k] for k in _HYPERPARAMETERS}
+    lr = values["lr"]
+    if isinstance(lr, Tensor):
+        values["lr"] = lr.item() if lr.numel() == 1 and lr.is_floating_point() else lr
+    validate_hyperparameters(**values)
+
+
 def _describe(name: str | None, index: int, group: int) -> str:
     """How an error message names a parameter: its name if known, else its place."""
     return f"parameter {name!r}" if name else f"parameter {index} of param group {group}"
@@ -273,7 +300,7 @@ def muon(
     grads: list[Tensor],
     momentum_buffers: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta: float,
     weight_decay: float,
     eps: float,
@@ -300,6 +327,12 @@ def muon(
     with whole-tensor norms and NaN checks, each matrix orthogonalised by one rank of
     its group (see ``muon_torch/_distributed.py``).
     """
+    if any(p.numel() == 0 for p in params):
+        # A zero-size parameter has nothing to update: it steps as a no-op, as in torch.optim.AdamW.
+        nonempty = [i for i, p in enumerate(params) if p.numel() > 0]
+        params, grads, momentum_buffers = ([x[i] for i in nonempty] for x in (params, grads, momentum_buffers))
+        if nonfinite_steps is not None:
+            nonfinite_steps = [nonfinite_steps[i] for i in nonempty]
     if not params:
         return
     if has_dtensor(params):
@@ -311,19 +344,10 @@ def muon(
                      orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
                      nonfinite_steps=nonfinite_steps)
         return
-    finite = [torch.isfinite(g).all() for g in grads]
-    inputs, keep = momentum_and_decay(
-        params, grads, momentum_buffers, finite, lr=lr, beta=beta, weight_decay=weight_decay,
-        clip_grad_norm=clip_grad_norm, nesterov=nesterov, momentum_dtype=momentum_dtype,
-        nonfinite_steps=nonfinite_steps, norms=lambda ms: [robust_norm(m) for m in ms],
-    )
-    axes = [resolve_matrix_axes(p.shape, matrix_axes) for p in params]
-    matrices = [i for i, a in enumerate(axes) if a is not None]
-    directions = dict(zip(matrices, orthogonalize_many([(inputs[i], axes[i]) for i in matrices],  # type: ignore[misc]
-                                                       method, ns_iters, eps, orthogonalize_dtype), strict=True))
-    for i, (p, m) in enumerate(zip(params, inputs, strict=True)):
-        direction = directions[i] if i in directions else (rms_normalise(m, eps) if rms_scale else m)
-        apply_direction(p, direction, keep[i], lr, p.shape, axes[i], adjust_lr)
+    local_muon(params, grads, momentum_buffers, lr=lr, beta=beta, weight_decay=weight_decay, eps=eps,
+               ns_iters=ns_iters, method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm,
+               nesterov=nesterov, adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
+               orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes, nonfinite_steps=nonfinite_steps)
 
 
 def param_groups(
@@ -331,6 +355,8 @@ def param_groups(
     *,
     adamw: Callable[[str, Tensor], bool] | Sequence[str] = (),
     adamw_lr: float | None = None,
+    adamw_betas: tuple[float, float] | None = None,
+    adamw_weight_decay: float | None = None,
     matrix_axes: MatrixAxes | None = None,
     **adamw_overrides: Any,
 ) -> list[dict[str, Any]]:
@@ -340,6 +366,10 @@ def param_groups(
     to AdamW (``algorithm="adamw"``). ``adamw`` moves matrices to AdamW too: a
     predicate on ``(name, param)`` or substrings of the parameter name, e.g.
     ``("embed", "head")``. The twin of ``muon_jax.muon_labels``.
+
+    The AdamW group takes ``adamw_lr``, ``adamw_betas`` and ``adamw_weight_decay`` when
+    given (the names ``muon_jax.muon_with_adamw`` uses), else the optimizer's ``lr``,
+    ``betas`` and ``weight_decay``; ``adamw_overrides`` sets any other group key.
     """
     to_adamw = adamw_matcher(adamw)
     muon_params: list[Tensor] = []
@@ -350,8 +380,9 @@ def param_groups(
         is_matrix = resolve_matrix_axes(p.shape, matrix_axes if p.ndim >= 2 else None) is not None
         (muon_params if is_matrix and not to_adamw(name, p) else adamw_params).append(p)
     adamw_group: dict[str, Any] = {"params": adamw_params, "algorithm": "adamw", **adamw_overrides}
-    if adamw_lr is not None:
-        adamw_group["lr"] = adamw_lr
+    for key, value in (("lr", adamw_lr), ("betas", adamw_betas), ("weight_decay", adamw_weight_decay)):
+        if value is not None:
+            adamw_group[key] = value
     muon_group: dict[str, Any] = {"params": muon_params}
     if matrix_axes is not None:
         muon_group["matrix_axes"] = matrix_axes

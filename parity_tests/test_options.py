@@ -9,6 +9,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
 
@@ -106,7 +107,7 @@ def test_hybrid_with_adamw_matches_oracle(dtype: Any, eps: float) -> None:
             {"params": [named[k] for k in ADAMW_NAMES], "algorithm": "adamw", "lr": ADAMW_LR, "betas": ADAMW_BETAS},
         ], lr=LR, **kw)
 
-    tx = muon_jax.muon_with_adamw(LR, adamw_learning_rate=ADAMW_LR, adamw_betas=ADAMW_BETAS, adamw=("square",),
+    tx = muon_jax.muon_with_adamw(LR, adamw_lr=ADAMW_LR, adamw_betas=ADAMW_BETAS, adamw=("square",),
                                   **hyper(config))
     oracle = run_oracle(config, PARAMS, GRADS, adamw=ADAMW_NAMES, adamw_hyper=(ADAMW_LR, *ADAMW_BETAS))
     results = {"torch": run_torch(config, PARAMS, GRADS, dtype, make_optimizer=torch_groups),
@@ -146,3 +147,37 @@ def test_quintic_matches_optax_contrib_newton_schulz(shape: tuple[int, ...]) -> 
     for ours in (np.asarray(muon_jax.orthogonalize(G, method="quintic")),
                  muon_torch.orthogonalize(torch.tensor(np.asarray(G)), method="quintic").numpy()):
         assert np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)) <= 1e-5
+
+
+def test_adamw_part_takes_its_own_lr_betas_and_weight_decay_under_the_same_names() -> None:
+    """``adamw_lr``, ``adamw_betas``, ``adamw_weight_decay``: the same names and numbers in both twins."""
+    own: dict[str, Any] = dict(adamw_lr=0.003, adamw_betas=(0.8, 0.95), adamw_weight_decay=0.05)
+    torch_model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Linear(5, 3)).double()
+    named = {n: p.detach().numpy().copy() for n, p in torch_model.named_parameters()}
+    flax = lambda tree: {n: jnp.asarray(a.T if a.ndim == 2 else a) for n, a in tree.items()}  # noqa: E731
+    rng = np.random.default_rng(0)
+    grads = [{n: rng.standard_normal(a.shape) for n, a in named.items()} for _ in range(5)]
+
+    def run_jax(**kwargs: Any) -> dict[str, Any]:
+        params = flax(named)
+        tx = muon_jax.muon_with_adamw(0.02, weight_decay=0.1, eps=1e-16, **kwargs)
+        state = tx.init(params)
+        for g in grads:
+            updates, state = tx.update(flax(g), state, params)
+            params = optax.apply_updates(params, updates)
+        return params
+
+    # eps=1e-16: the (n+1) eps term counts each layout's columns (see test_parity_grid.py).
+    opt = muon_torch.Muon(muon_torch.param_groups(torch_model, **own), lr=0.02, weight_decay=0.1, eps=1e-16)
+    for g in grads:
+        for n, p in torch_model.named_parameters():
+            p.grad = torch.from_numpy(g[n])
+        opt.step()
+    ours, theirs = run_jax(**own), flax({n: p.detach().numpy() for n, p in torch_model.named_parameters()})
+    for n in named:
+        np.testing.assert_allclose(ours[n], theirs[n], rtol=0, atol=1e-12)  # measured: float64 rounding
+    # The AdamW part took its own values: the biases end elsewhere with the Muon part's settings.
+    assert not np.allclose(run_jax()["0.bias"], ours["0.bias"])
+    with pytest.warns(DeprecationWarning, match="adamw_lr"):
+        earlier = run_jax(adamw_learning_rate=0.003, adamw_betas=(0.8, 0.95), adamw_weight_decay=0.05)
+    np.testing.assert_array_equal(earlier["0.bias"], ours["0.bias"])

@@ -128,7 +128,7 @@ def test_recommended_trains_the_same_in_both_twins(dtype: Any) -> None:
     model = _Model().to(torch.float64 if dtype == np.float64 else torch.float32)
     params: Any = jax.tree.map(jnp.asarray, _flax_layout(model.named_parameters()))
     opt, scheduler = muon_torch.recommended(model, total, lr=lr, adamw_lr=adamw_lr)
-    tx = muon_jax.recommended(total, learning_rate=lr, adamw_learning_rate=adamw_lr)
+    tx = muon_jax.recommended(total, learning_rate=lr, adamw_lr=adamw_lr)
     state = tx.init(params)
     rng = np.random.default_rng(0)
     for _ in range(total):

@@ -96,7 +96,7 @@ def test_torch_same_seed_same_bits(config: str) -> None:
 
 def _jax_tx(config: str) -> optax.GradientTransformation:
     if config == "adamw_hybrid":
-        return muon_jax.muon_with_adamw(0.02, adamw_learning_rate=3e-3, adamw_betas=(0.8, 0.95),
+        return muon_jax.muon_with_adamw(0.02, adamw_lr=3e-3, adamw_betas=(0.8, 0.95),
                                         adamw=("embed",), nesterov=True)
     return muon_jax.muon(0.02, method=config)
 

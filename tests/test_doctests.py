@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["muon_common._recipe", "muon_jax._recipe"]
+MODULES = ["muon_common._recipe", "muon_jax._recipe", "muon_jax._muon"]
 
 
 @pytest.mark.parametrize("name", MODULES)

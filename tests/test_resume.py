@@ -281,7 +281,7 @@ JAX_CONFIGS: dict[str, tuple[bool, Callable[[], optax.GradientTransformation]]] 
     "quintic-nesterov-schedule-bf16_momentum": (False, lambda: muon_jax.muon(
         optax.cosine_decay_schedule(0.02, STEPS), method="quintic", nesterov=True, momentum_dtype="bfloat16")),
     "adamw_hybrid": (True, lambda: muon_jax.muon_with_adamw(
-        0.02, adamw_learning_rate=3e-3, adamw_betas=(0.8, 0.95), adamw=("embed",))),
+        0.02, adamw_lr=3e-3, adamw_betas=(0.8, 0.95), adamw=("embed",))),
 }
 
 
@@ -358,3 +358,41 @@ def test_jax_resume_across_methods(tmp_path: pathlib.Path) -> None:
     stayed, _ = _jax_train(ns_step, *first, range(SPLIT, STEPS))
     assert any(not jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(stayed), jax.tree.leaves(switched[0]),
                                                              strict=True))
+
+
+FIXTURE_0_1 = pathlib.Path(__file__).parent / "fixtures" / "muon_torch_0.1.0_state.pt"
+
+
+def _fixture_run(steps: range, model: nn.Module, opt: torch.optim.Optimizer) -> None:
+    """The run that saved ``FIXTURE_0_1`` after its first 2 steps (see the fixture's ``version``)."""
+    for step in steps:
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 0.1) * (step + 1) + p.detach()
+        opt.step()
+
+
+def _fixture_model() -> tuple[nn.Module, muon_torch.Muon]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 3))
+    return model, muon_torch.Muon(muon_torch.param_groups(model, adamw=("1.",)), lr=0.02, nesterov=True)
+
+
+@pytest.mark.parametrize("drop", [(), ("orthogonalize_dtype", "momentum_dtype", "adjust_lr", "nesterov")])
+def test_torch_state_dict_saved_by_0_1_resumes_exactly(drop: tuple[str, ...]) -> None:
+    """A state_dict saved by version 0.1.0 loads and resumes bit-identically; so does one from a
+    version that predates some options (``drop``): each gets the value of the earlier behaviour."""
+    saved = torch.load(FIXTURE_0_1, weights_only=True)
+    assert saved["version"] == "0.1.0"
+    model, opt = _fixture_model()
+    _fixture_run(range(4), model, opt)  # uninterrupted
+    resumed_model, resumed = _fixture_model()
+    resumed_model.load_state_dict(saved["model"])
+    state = saved["optimizer"]
+    for group in state["param_groups"]:
+        for key in drop:
+            if key != "nesterov":  # nesterov=True was set by the run, not a default: keep it
+                group.pop(key)
+    resumed.load_state_dict(state)
+    _fixture_run(range(2, 4), resumed_model, resumed)
+    for a, b in zip(model.parameters(), resumed_model.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -265,3 +265,30 @@ def test_functional_equals_class(method: str) -> None:
     _assert_all_equal(params, functional)
     _assert_all_equal([opt.state[p]["momentum_buffer"] for p in params], buffers)
     assert set(settings) == set(HYPERPARAMETERS)
+
+
+def test_lr_may_be_a_tensor_as_in_torch_optim() -> None:
+    """``lr=torch.tensor(0.02)`` steps exactly like ``lr=0.02``, with a scheduler and the AdamW part."""
+
+    def run(lr: float | torch.Tensor) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Linear(6, 3))
+        opt = muon_torch.Muon(muon_torch.param_groups(model, adamw=("1.",)), lr=lr, nesterov=True,
+                              adjust_lr="match_rms_adamw")
+        scheduler = muon_torch.warmup_stable_decay(opt, 6)
+        for step in range(6):
+            for p in model.parameters():
+                p.grad = torch.full_like(p, 0.1) * (step + 1) + p.detach()
+            opt.step()
+            scheduler.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run(0.02), run(torch.tensor(0.02, dtype=torch.float64)), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # A float32 tensor holds 0.02 rounded to float32 (relative 1.5e-8): measured 1.1e-7 apart.
+    for a, b in zip(run(0.02), run(torch.tensor(0.02)), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="Invalid lr"):
+        muon_torch.Muon([torch.nn.Parameter(torch.ones(2, 2))], lr=torch.tensor([0.1, 0.2]))
+    with pytest.raises(ValueError, match="Invalid lr"):
+        muon_torch.Muon([torch.nn.Parameter(torch.ones(2, 2))], lr=torch.tensor(-0.1))

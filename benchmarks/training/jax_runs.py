@@ -71,7 +71,7 @@ def recommended_tx(peak: Any, total_steps: int, axes: Any) -> optax.GradientTran
     unit = muon_jax.warmup_stable_decay(1.0, total_steps)
     return muon_jax.muon_with_adamw(
         lambda count: peak * unit(count),
-        adamw_learning_rate=lambda count: peak * RECIPE.adamw_lr_ratio * unit(count),
+        adamw_lr=lambda count: peak * RECIPE.adamw_lr_ratio * unit(count),
         adamw_betas=RECIPE.adamw_betas, adamw=RECIPE.adamw, matrix_axes=axes, **RECIPE.muon_options())
 
 
