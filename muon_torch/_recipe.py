@@ -65,7 +65,7 @@ def recommended(
     names contain one of ``adamw`` (default: embeddings and output head); both under
     :func:`warmup_stable_decay`. ``lr=None`` is the tuned peak lr ``RECIPE.lr``;
     ``adamw_lr=None`` is ``lr * RECIPE.adamw_lr_ratio``. ``muon_overrides`` replace
-    recipe options (e.g. ``beta=0.9``). The twin of :func:`muon_jax.recommended`.
+    recipe options (e.g. ``beta=0.95``). The twin of :func:`muon_jax.recommended`.
 
     Example::
 
