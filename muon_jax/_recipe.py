@@ -15,7 +15,7 @@ __all__ = ["recommended", "warmup_stable_decay"]
 
 
 def warmup_stable_decay(
-    peak_value: float,
+    peak_value: float | Array,
     total_steps: int,
     warmup_fraction: float | None = None,
     decay_fraction: float | None = None,
@@ -40,11 +40,11 @@ def warmup_stable_decay(
 
 def recommended(
     total_steps: int,
-    learning_rate: float | None = None,
+    learning_rate: float | Array | None = None,
     adamw: Callable[[str, Array], bool] | Sequence[str] = RECIPE.adamw,
     matrix_axes: MatrixAxesTree = None,
     *,
-    adamw_lr: float | None = None,
+    adamw_lr: float | Array | None = None,
     warmup_fraction: float | None = None,
     decay_fraction: float | None = None,
     **muon_overrides: Any,
@@ -56,7 +56,8 @@ def recommended(
     weight decay) on every leaf that is not a matrix and on the matrices whose key path
     contains one of ``adamw`` (default: embeddings and output head); both under
     :func:`warmup_stable_decay`. ``learning_rate=None`` is the tuned peak lr
-    ``RECIPE.lr``; ``adamw_lr=None`` is ``learning_rate *
+    ``RECIPE.lr``; it may be an array, traced under ``jit`` (e.g. to sweep peak lrs in one
+    compiled function). ``adamw_lr=None`` is ``learning_rate *
     RECIPE.adamw_lr_ratio``. ``matrix_axes`` describes stacked layers (see
     :func:`scale_by_muon`); ``muon_overrides`` replace recipe options. The twin of
     :func:`muon_torch.recommended`.
@@ -68,7 +69,8 @@ def recommended(
     >>> updates, state = tx.update(params, state, params)
     """
     lr = RECIPE.lr if learning_rate is None else learning_rate
-    adamw_lr = lr * RECIPE.adamw_lr_ratio if adamw_lr is None else adamw_lr
+    if adamw_lr is None:
+        adamw_lr = lr * RECIPE.adamw_lr_ratio
     options = {**RECIPE.muon_options(), **muon_overrides}
     return muon_with_adamw(
         warmup_stable_decay(lr, total_steps, warmup_fraction, decay_fraction),
