@@ -9,6 +9,7 @@ from muon_jax._muon import (
     muon_labels,
     muon_with_adamw,
     scale_by_muon,
+    zero_nonfinite_updates,
 )
 from muon_jax._orthogonalize import orthogonalize
 from muon_jax._recipe import recommended, warmup_stable_decay
@@ -25,4 +26,5 @@ __all__ = [
     "recommended",
     "scale_by_muon",
     "warmup_stable_decay",
+    "zero_nonfinite_updates",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "muon_labels",
     "muon_with_adamw",
     "scale_by_muon",
+    "zero_nonfinite_updates",
 ]
 
 #: ``None`` (2-D leaves are matrices), a pytree of ``MatrixAxes | None`` with the
@@ -202,7 +203,11 @@ def scale_by_muon(
         u &= s \cdot \mathrm{orthogonalize}(m) \text{ (matrices)}, \quad
              m / \sqrt{\mathrm{mean}(m^2) + \epsilon} \text{ (others, if rms\_scale)}
 
-    No learning rate and no weight decay: :func:`muon` chains those on.
+    No learning rate and no weight decay: :func:`muon` chains those on. A leaf whose
+    gradient has a NaN/Inf keeps its momentum and its (non-finite) gradient is passed
+    through as its update; :func:`muon` ends with :func:`zero_nonfinite_updates`, which
+    zeroes it. Composing by hand, end the chain with it too, or that parameter becomes
+    NaN.
 
     Args:
       beta: momentum coefficient.
@@ -328,8 +333,17 @@ def _require_params(weight_decay: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 
 
-def _zero_nonfinite_leaves() -> optax.GradientTransformation:
-    """Replace each leaf update that has a NaN/Inf by zeros: that parameter stays put."""
+def zero_nonfinite_updates() -> optax.GradientTransformation:
+    """Replace each leaf update that has a NaN/Inf by zeros: that parameter stays put.
+
+    The last link of :func:`muon`; put it last in a chain built by hand around
+    :func:`scale_by_muon`, which keeps the momentum of such a leaf and passes its
+    non-finite gradient through:
+
+    >>> import optax
+    >>> tx = optax.chain(scale_by_muon(), optax.add_decayed_weights(0.01),
+    ...                  optax.scale_by_learning_rate(0.02), zero_nonfinite_updates())
+    """
 
     def update_fn(
         updates: optax.Updates, state: optax.EmptyState, params: optax.Params | None = None
@@ -395,7 +409,7 @@ def muon(
     if not _is_zero(weight_decay):  # an array (optax.inject_hyperparams) may change later: keep the decay
         parts += [_require_params(weight_decay),
                   optax.add_decayed_weights(weight_decay, weight_decay_mask)]
-    parts += [optax.scale_by_learning_rate(learning_rate), _zero_nonfinite_leaves()]
+    parts += [optax.scale_by_learning_rate(learning_rate), zero_nonfinite_updates()]
     return optax.chain(*parts)
 
 

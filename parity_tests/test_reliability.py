@@ -12,8 +12,10 @@ import itertools
 import os
 from typing import Any
 
+import chex
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
 from hypothesis import given, settings
@@ -158,3 +160,30 @@ def test_optimizer_at_extreme_gradient_scales(scale: float) -> None:
             assert np.all(np.isfinite(p[k]))
             assert np.max(np.abs(p[k] - params[k])) <= 5 * LR * 5
 
+
+
+def test_hand_composed_chain_keeps_a_nonfinite_leaf_with_zero_nonfinite_updates() -> None:
+    """``scale_by_muon`` composed by hand gets ``muon``'s NaN promise only with
+    ``zero_nonfinite_updates`` last (as its docstring says); without it the leaf becomes NaN."""
+    params = {"w": jnp.ones((3, 3)), "b": jnp.ones(3)}
+    grads = {"w": jnp.full((3, 3), 0.5), "b": jnp.array([1.0, jnp.nan, 0.0])}
+
+    def chain(last: list[Any]) -> Any:
+        return optax.chain(muon_jax.scale_by_muon(), optax.add_decayed_weights(0.01),
+                           optax.scale_by_learning_rate(0.02), *last)
+
+    for tx, guarded in ((muon_jax.muon(0.02), True), (chain([muon_jax.zero_nonfinite_updates()]), True),
+                        (chain([]), False)):
+        state = tx.init(params)
+        updates, state = tx.update(grads, state, params)
+        new = optax.apply_updates(params, updates)
+        assert bool(jnp.all(jnp.isfinite(new["w"]))) and not bool(jnp.all(new["w"] == params["w"]))
+        if guarded:
+            np.testing.assert_array_equal(new["b"], params["b"])
+        else:
+            assert not bool(jnp.all(jnp.isfinite(new["b"])))
+    reference = muon_jax.muon(0.02)
+    hand = chain([muon_jax.zero_nonfinite_updates()])
+    a, _ = reference.update(grads, reference.init(params), params)
+    b, _ = hand.update(grads, hand.init(params), params)
+    chex.assert_trees_all_close(a, b, rtol=0, atol=0)
