@@ -20,13 +20,13 @@ from muon_common import (
     CLIP_EPS,
     DEFAULTS,
     Messages,
+    ResolvedAxes,
     adamw_matcher,
     lr_adjustment,
     resolve_matrix_axes,
     validate_betas,
     validate_hyperparameters,
 )
-from muon_common._spec import ResolvedAxes
 from muon_jax._orthogonalize import Method, orthogonalize_
 
 __all__ = [

@@ -42,8 +42,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from muon_common import MatrixAxes, resolve_matrix_axes
-from muon_common._spec import ResolvedAxes
+from muon_common import MatrixAxes, ResolvedAxes, resolve_matrix_axes
 from muon_torch._functional import apply_direction, local_muon, momentum_and_decay, orthogonalize_many
 from muon_torch._orthogonalize import Method
 

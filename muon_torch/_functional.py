@@ -10,8 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from muon_common import CLIP_EPS, MatrixAxes, lr_adjustment, resolve_matrix_axes
-from muon_common._spec import ResolvedAxes
+from muon_common import CLIP_EPS, MatrixAxes, ResolvedAxes, lr_adjustment, resolve_matrix_axes
 from muon_torch._orthogonalize import Method, orthogonalize_
 
 
