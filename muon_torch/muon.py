@@ -335,19 +335,13 @@ def muon(
             nonfinite_steps = [nonfinite_steps[i] for i in nonempty]
     if not params:
         return
-    if has_dtensor(params):
-        # Sharded parameters (FSDP2): local elementwise work, global scalars, each matrix
-        # orthogonalised once in the group (muon_torch/_distributed.py).
-        muon_dtensor(params, grads, momentum_buffers, lr=lr, beta=beta, weight_decay=weight_decay, eps=eps,
-                     ns_iters=ns_iters, method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm,
-                     nesterov=nesterov, adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
-                     orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
-                     nonfinite_steps=nonfinite_steps)
-        return
-    local_muon(params, grads, momentum_buffers, lr=lr, beta=beta, weight_decay=weight_decay, eps=eps,
-               ns_iters=ns_iters, method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm,
-               nesterov=nesterov, adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
-               orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes, nonfinite_steps=nonfinite_steps)
+    # Sharded parameters (FSDP2) take local elementwise work, global scalars and each matrix
+    # orthogonalised once in the group (muon_torch/_distributed.py); others the one-process step.
+    step = muon_dtensor if has_dtensor(params) else local_muon
+    step(params, grads, momentum_buffers, lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters,
+         method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
+         momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
+         nonfinite_steps=nonfinite_steps)
 
 
 def param_groups(
