@@ -37,6 +37,11 @@ class Recipe:
     warmup_fraction: float = 0.05
     decay_fraction: float = 0.5
 
+    def peak_lrs(self, lr: Any = None, adamw_lr: Any = None) -> tuple[Any, Any]:
+        """``(Muon part, AdamW part)`` peak lrs: ``None`` is :attr:`lr`, and ``lr * adamw_lr_ratio``."""
+        lr = self.lr if lr is None else lr
+        return lr, lr * self.adamw_lr_ratio if adamw_lr is None else adamw_lr
+
     def muon_options(self) -> dict[str, Any]:
         """The keyword arguments both twins' Muon take from the recipe (not the lr)."""
         return {"beta": self.beta, "nesterov": self.nesterov, "weight_decay": self.weight_decay,

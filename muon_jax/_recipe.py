@@ -68,9 +68,7 @@ def recommended(
     >>> state = tx.init(params)
     >>> updates, state = tx.update(params, state, params)
     """
-    lr = RECIPE.lr if learning_rate is None else learning_rate
-    if adamw_lr is None:
-        adamw_lr = lr * RECIPE.adamw_lr_ratio
+    lr, adamw_lr = RECIPE.peak_lrs(learning_rate, adamw_lr)
     options = {**RECIPE.muon_options(), **muon_overrides}
     return muon_with_adamw(
         warmup_stable_decay(lr, total_steps, warmup_fraction, decay_fraction),

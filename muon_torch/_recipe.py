@@ -73,8 +73,7 @@ def recommended(
         for batch in batches:
             loss(batch).backward(); opt.step(); opt.zero_grad(); sched.step()
     """
-    lr = RECIPE.lr if lr is None else lr
-    adamw_lr = lr * RECIPE.adamw_lr_ratio if adamw_lr is None else adamw_lr
+    lr, adamw_lr = RECIPE.peak_lrs(lr, adamw_lr)
     options = {**RECIPE.muon_options(), **muon_overrides}
     groups = param_groups(model, adamw=adamw, adamw_lr=adamw_lr, matrix_axes=matrix_axes,
                           adamw_betas=RECIPE.adamw_betas)
