@@ -1,8 +1,5 @@
-"""The loss plots the training examples save: one curve per optimizer, log scale.
-
-``save_loss_panels`` draws the training-split and held-out losses side by side (the digits
-and charlm examples); ``save_loss_plot`` draws one panel.
-"""
+"""The loss plot the training examples save: the training-split and held-out losses side by
+side, one curve per optimizer, log scale."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["LossCurves", "save_loss_panels", "save_loss_plot"]
+__all__ = ["LossCurves", "save_loss_panels"]
 
 
 class LossCurves(NamedTuple):
@@ -21,12 +18,11 @@ class LossCurves(NamedTuple):
     held_out: dict[str, list[float]]
 
 
-def _draw(ax: Any, curves: Mapping[str, Sequence[float]], steps: Sequence[int] | None, ylabel: str) -> None:
+def _draw(ax: Any, curves: Mapping[str, Sequence[float]], steps: Sequence[int], ylabel: str) -> None:
     from matplotlib.ticker import FuncFormatter
 
     for name, losses in curves.items():
-        xs = list(steps) if steps is not None else list(range(len(losses)))
-        ax.plot(xs, losses, label=name)
+        ax.plot(steps, losses, label=name)
     ax.set_yscale("log")
     plain = FuncFormatter(lambda y, _: f"{y:g}")
     ax.yaxis.set_major_formatter(plain)
@@ -47,26 +43,6 @@ def _save(fig: Any, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def save_loss_plot(
-    curves: Mapping[str, Sequence[float]],
-    path: str | Path,
-    *,
-    title: str,
-    steps: Sequence[int] | None = None,
-    ylabel: str = "train loss",
-) -> Path:
-    """Plot each named loss curve against ``steps`` (default ``0, 1, 2, ...``) and save a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-    _draw(ax, curves, steps, ylabel)
-    ax.set_title(title)
-    return _save(fig, path)
 
 
 def save_loss_panels(curves: LossCurves, path: str | Path, *, title: str, held_out_label: str = "held-out loss",
