@@ -21,6 +21,9 @@ DEFAULTS: dict[str, Any] = {
     "adjust_lr": None,
     "momentum_dtype": None,
     "orthogonalize_dtype": None,
+    "neuron_norm": False,
+    "neuron_beta2": 0.95,
+    "normalization": "frobenius",
 }
 
 #: AdamW's ``(beta1, beta2)`` for the parameters a hybrid gives to AdamW (torch.optim.AdamW's
@@ -32,6 +35,12 @@ ADAMW_BETAS: tuple[float, float] = (0.9, 0.999)
 #: (Moonlight, Liu et al. 2025) is ``0.2 * sqrt(max(fan_in, fan_out))``, which gives the
 #: update the RMS of a typical AdamW update. The names follow ``torch.optim.Muon``.
 ADJUST_LR: tuple[str, ...] = ("original", "match_rms_adamw")
+
+#: ``normalization`` choices: how Newton–Schulz scales its input before the first step.
+#: ``"frobenius"`` (the reference) divides by ``||G||_F``; ``"aol"`` (Turbo-Muon, Boissin et al.
+#: 2025, arXiv:2512.04632) rescales by ``(sum_j |G G^T|_ij)^(-1/2)`` per row of the small side,
+#: which bounds the spectral norm by 1 while starting the singular values much closer to it.
+NORMALIZATIONS: tuple[str, ...] = ("frobenius", "aol")
 
 #: Reduced-precision choices for ``momentum_dtype`` and ``orthogonalize_dtype``.
 LOW_PRECISION_DTYPES: tuple[str, ...] = ("bfloat16",)
@@ -150,6 +159,15 @@ class Messages:
     ALGORITHM = "Invalid algorithm: {value!r}. It must be 'muon' or 'adamw'."
     BETAS = "Invalid betas: {value!r}. It must be a pair (beta1, beta2) with 0 <= beta < 1, e.g. (0.9, 0.95)."
     NESTEROV = "Invalid nesterov: {value!r}. It must be True or False."
+    NEURON_NORM = "Invalid neuron_norm: {value!r}. It must be True or False."
+    NEURON_BETA2 = (
+        "Invalid neuron_beta2: {value!r}. It must satisfy 0 <= neuron_beta2 < 1, e.g. neuron_beta2=0.95."
+    )
+    NORMALIZATION = "Invalid normalization: {value!r}. It must be one of {choices}."
+    NORMALIZATION_SVD = (
+        "Invalid normalization: {value!r} with method='svd'. The SVD needs no starting "
+        "normalisation: pass normalization='frobenius', or a Newton–Schulz method."
+    )
     ADJUST_LR = "Invalid adjust_lr: {value!r}. It must be None, 'original' or 'match_rms_adamw'."
     DTYPE = "Invalid {name}: {value!r}. It must be None (the parameter's dtype) or 'bfloat16'."
     SVD_DTYPE = (
@@ -209,6 +227,9 @@ def validate_hyperparameters(
     adjust_lr: Any = None,
     momentum_dtype: Any = None,
     orthogonalize_dtype: Any = None,
+    neuron_norm: Any = False,
+    neuron_beta2: Any = DEFAULTS["neuron_beta2"],
+    normalization: Any = DEFAULTS["normalization"],
 ) -> None:
     """Raise ``ValueError`` naming the first invalid hyperparameter.
 
@@ -243,6 +264,15 @@ def validate_hyperparameters(
             raise ValueError(Messages.DTYPE.format(name=name, value=value))
     if orthogonalize_dtype is not None and method == "svd":
         raise ValueError(Messages.SVD_DTYPE.format(value=orthogonalize_dtype))
+    if not isinstance(neuron_norm, bool):
+        raise ValueError(Messages.NEURON_NORM.format(value=neuron_norm))
+    if not (_is_real(neuron_beta2) and 0.0 <= neuron_beta2 < 1.0):
+        raise ValueError(Messages.NEURON_BETA2.format(value=neuron_beta2))
+    if not (isinstance(normalization, str) and normalization in NORMALIZATIONS):
+        raise ValueError(Messages.NORMALIZATION.format(value=normalization,
+                                                       choices=", ".join(map(repr, NORMALIZATIONS))))
+    if normalization != "frobenius" and method == "svd":
+        raise ValueError(Messages.NORMALIZATION_SVD.format(value=normalization))
 
 
 def adamw_matcher(adamw: Callable[[str, Any], bool] | Sequence[str]) -> Callable[[str, Any], bool]:

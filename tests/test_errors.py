@@ -14,7 +14,7 @@ import torch
 
 import muon_jax
 import muon_torch
-from muon_common import DEFAULTS, METHODS, MatrixAxes, Messages
+from muon_common import DEFAULTS, METHODS, NORMALIZATIONS, MatrixAxes, Messages
 
 NAN = float("nan")
 INF = float("inf")
@@ -64,6 +64,13 @@ BAD_HYPERPARAMETERS = [
     ("momentum_dtype", "float16"),
     ("momentum_dtype", "bf16"),
     ("orthogonalize_dtype", "float16"),
+    ("neuron_norm", 1),
+    ("neuron_norm", None),
+    ("neuron_beta2", 1.0),
+    ("neuron_beta2", -0.5),
+    ("neuron_beta2", NAN),
+    ("normalization", "spectral_norm"),
+    ("normalization", None),
 ]
 
 _TEMPLATES = {
@@ -75,11 +82,13 @@ _TEMPLATES = {
     "rms_scale": Messages.RMS_SCALE,
     "nesterov": Messages.NESTEROV,
     "adjust_lr": Messages.ADJUST_LR,
+    "neuron_norm": Messages.NEURON_NORM,
+    "neuron_beta2": Messages.NEURON_BETA2,
 }
 
 #: The arguments of ``scale_by_muon`` (no learning rate, no weight decay).
 SCALE_BY_MUON_ARGS = ("beta", "eps", "ns_iters", "method", "rms_scale", "clip_grad_norm", "nesterov", "adjust_lr",
-                      "momentum_dtype", "orthogonalize_dtype")
+                      "momentum_dtype", "orthogonalize_dtype", "neuron_norm", "neuron_beta2", "normalization")
 
 
 def _expected(name: str, value: object, lr_name: str) -> str:
@@ -90,6 +99,8 @@ def _expected(name: str, value: object, lr_name: str) -> str:
         return Messages.METHOD.format(value=value, choices=", ".join(map(repr, METHODS)))
     if name in ("momentum_dtype", "orthogonalize_dtype"):
         return Messages.DTYPE.format(name=name, value=value)
+    if name == "normalization":
+        return Messages.NORMALIZATION.format(value=value, choices=", ".join(map(repr, NORMALIZATIONS)))
     return _TEMPLATES[name].format(value=value)
 
 
@@ -161,7 +172,8 @@ def test_the_table_covers_every_hyperparameter() -> None:
     [("lr", 1e-3), ("beta", 0.0), ("weight_decay", 0.0), ("eps", 1e-30), ("ns_iters", 1), ("method", "svd"),
      ("clip_grad_norm", 1e-6), ("rms_scale", False), ("method", "quintic"), ("method", "polar_express"),
      ("method", [(1.5, -0.5, 0.0)]), ("nesterov", True), ("adjust_lr", "original"), ("adjust_lr", "match_rms_adamw"),
-     ("momentum_dtype", "bfloat16"), ("orthogonalize_dtype", "bfloat16")],
+     ("momentum_dtype", "bfloat16"), ("orthogonalize_dtype", "bfloat16"), ("neuron_norm", True),
+     ("neuron_beta2", 0.0), ("normalization", "aol")],
 )
 def test_edge_values_accepted(name: str, value: object) -> None:
     """The boundary of each check is on the right side (so the table above is not vacuous)."""
