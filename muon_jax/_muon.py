@@ -50,10 +50,14 @@ class ScaleByMuonState(NamedTuple):
 
     ``momentum`` is shaped like the params; ``nonfinite_steps`` holds, per leaf, how
     many steps were skipped because that leaf's gradient had a NaN or Inf.
+    ``neuron_second_moment`` (``neuron_norm=True`` only, else ``None``) holds each matrix's
+    per-neuron second moment, shaped like it with its row (fan-in) axes reduced to 1, and an
+    ``optax.MaskedNode`` for every other leaf.
     """
 
     momentum: optax.Updates
     nonfinite_steps: optax.Updates
+    neuron_second_moment: optax.Updates | None = None
 
 
 def _safe_scale(x: Array) -> Array:
@@ -142,6 +146,40 @@ def _from_batched(u: Array, like: Array, axes: ResolvedAxes) -> Array:
     return jnp.transpose(u, [perm.index(a) for a in range(like.ndim)])
 
 
+def _neuron_shape(shape: Sequence[int], axes: ResolvedAxes) -> tuple[int, ...]:
+    """A matrix's per-neuron second-moment shape: the fan-in (Flax layout: row) axes reduced to 1."""
+    return tuple(1 if a in axes.rows else n for a, n in enumerate(shape))
+
+
+def _neuron_normalise(d: Array, v: Array, beta2: float, eps: float) -> tuple[Array, Array]:
+    r"""NorMuon on batched ``(n, fan_in, fan_out)`` directions ``d`` with second moments ``v``
+    of shape ``(n, 1, fan_out)``: the normalised directions and the new ``v``.
+
+    .. math::
+        v \leftarrow \beta_2 v + (1 - \beta_2)\,\mathrm{mean}_{\text{fan-in}}(O^2), \quad
+        \hat O = O / (\sqrt{v} + \epsilon), \quad O' = \hat O \|O\|_F / \|\hat O\|_F
+
+    per slice, with ``O' = 0`` where ``\hat O = 0`` (a zero direction stays zero: no 0/0).
+    """
+    v = beta2 * v + (1.0 - beta2) * jnp.mean(jnp.square(d), axis=-2, keepdims=True)
+    normed = d / (jnp.sqrt(v) + eps)
+    before = jnp.sqrt(jnp.sum(jnp.square(d), axis=(-2, -1), keepdims=True))
+    after = jnp.sqrt(jnp.sum(jnp.square(normed), axis=(-2, -1), keepdims=True))
+    return normed * jnp.where(after > 0, before / jnp.where(after > 0, after, 1.0), 0.0), v
+
+
+def _zero_neuron_moments(params: optax.Params, axes: list[ResolvedAxes | None]) -> optax.Updates:
+    """Zero per-neuron second moments for the matrices of ``params`` (``axes`` from :func:`_leaf_axes`),
+    and an ``optax.MaskedNode`` for every other leaf."""
+    slots, treedef = jax.tree.flatten(params, is_leaf=_is_masked)
+    found = iter(axes)
+    out = []
+    for leaf in slots:
+        ax = None if _is_masked(leaf) else next(found)
+        out.append(optax.MaskedNode() if ax is None else jnp.zeros(_neuron_shape(leaf.shape, ax), leaf.dtype))
+    return jax.tree.unflatten(treedef, out)
+
+
 def _directions(
     momenta: list[Array],
     axes: list[ResolvedAxes | None],
@@ -152,8 +190,14 @@ def _directions(
     rms_scale: bool,
     adjust_lr: str | None,
     orthogonalize_dtype: str | None,
-) -> list[Array]:
-    """Update directions: matrices orthogonalised (same shapes batched), others RMS-scaled."""
+    normalization: str = "frobenius",
+    neuron_moments: list[Any] | None = None,
+    neuron_beta2: float = 0.95,
+) -> tuple[list[Array], list[Any]]:
+    """Update directions: matrices orthogonalised (same shapes batched), others RMS-scaled;
+    with ``neuron_moments`` (one per leaf), matrices are NorMuon-normalised, and the new
+    moments come back (the old entry where a leaf has none)."""
+    moments = list(neuron_moments) if neuron_moments is not None else [None] * len(momenta)
     out: list[Array | None] = [None] * len(momenta)
     buckets: dict[Any, list[int]] = defaultdict(list)
     for i, (m, ax) in enumerate(zip(momenta, axes, strict=True)):
@@ -169,15 +213,19 @@ def _directions(
         scale = lr_adjustment(adjust_lr, fan_in=rows, fan_out=cols)
         batched = [_to_batched(momenta[i], axes[i]) for i in idx]  # type: ignore[arg-type]
         stacked = jnp.concatenate(batched) if len(batched) > 1 else batched[0]
-        directions = orthogonalize_(stacked, method, ns_iters, eps, orthogonalize_dtype)
-        if scale != 1.0:
-            directions = directions * scale
+        directions = orthogonalize_(stacked, method, ns_iters, eps, orthogonalize_dtype, normalization)
         offset = 0
         for i, mb in zip(idx, batched, strict=True):
             n = mb.shape[0]
-            out[i] = _from_batched(directions[offset:offset + n], momenta[i], axes[i])  # type: ignore[arg-type]
+            d = directions[offset:offset + n]
+            if neuron_moments is not None:
+                d, v = _neuron_normalise(d, _to_batched(moments[i], axes[i]), neuron_beta2, eps)  # type: ignore[arg-type]
+                moments[i] = _from_batched(v, moments[i], axes[i])  # type: ignore[arg-type]
+            if scale != 1.0:
+                d = d * scale
+            out[i] = _from_batched(d, momenta[i], axes[i])  # type: ignore[arg-type]
             offset += n
-    return out  # type: ignore[return-value]
+    return out, moments  # type: ignore[return-value]
 
 
 def scale_by_muon(
@@ -192,6 +240,9 @@ def scale_by_muon(
     adjust_lr: str | None = DEFAULTS["adjust_lr"],
     momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
     orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
+    neuron_norm: bool = DEFAULTS["neuron_norm"],
+    neuron_beta2: float = DEFAULTS["neuron_beta2"],
+    normalization: str = DEFAULTS["normalization"],
     matrix_axes: MatrixAxesTree = None,
 ) -> optax.GradientTransformation:
     r"""Muon's direction: momentum, optional clip, then orthogonalise or RMS-scale.
@@ -202,6 +253,10 @@ def scale_by_muon(
             \quad\text{if } \|m\| > \mathrm{clip} \\
         u &= s \cdot \mathrm{orthogonalize}(m) \text{ (matrices)}, \quad
              m / \sqrt{\mathrm{mean}(m^2) + \epsilon} \text{ (others, if rms\_scale)}
+
+    With ``neuron_norm=True`` (NorMuon), ``orthogonalize(m)`` is then normalised per output
+    neuron (column of a Flax kernel): ``v <- beta2 v + (1 - beta2) mean_col(O^2)``,
+    ``O <- O / (sqrt(v) + eps)``, rescaled to the Frobenius norm ``O`` had.
 
     No learning rate and no weight decay: :func:`muon` chains those on. A leaf whose
     gradient has a NaN/Inf keeps its momentum and its (non-finite) gradient is passed
@@ -227,20 +282,31 @@ def scale_by_muon(
       momentum_dtype: ``"bfloat16"`` stores the momentum in bfloat16 (the step itself
         runs in the updates' dtype).
       orthogonalize_dtype: ``"bfloat16"`` runs the Newton–Schulz steps in bfloat16.
+      neuron_norm: NorMuon (Li et al. 2025): normalise each output neuron's update by the
+        running RMS of its orthogonalised update (one value of state per neuron).
+      neuron_beta2: the coefficient of that running mean square.
+      normalization: how Newton–Schulz scales its input: ``"frobenius"`` (the reference) or
+        ``"aol"`` (Turbo-Muon's per-row rescaling, closer to orthogonal from the start).
       matrix_axes: which axes of each leaf form the matrix: a pytree of
         :class:`MatrixAxes` or ``None`` with the params' structure, or a callable
         returning one. ``None``: 2-D leaves are matrices, others are not.
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
     """
     ns_iters = _ns_iters(ns_iters)
     _validate(beta=beta, weight_decay=0.0, eps=eps, ns_iters=ns_iters, method=method, rms_scale=rms_scale,
               clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
-              momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype)
+              momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm,
+              neuron_beta2=neuron_beta2, normalization=normalization)
 
     def init_fn(params: optax.Params) -> ScaleByMuonState:
         _check_params(params)
-        _leaf_axes(matrix_axes, params)  # a description that does not fit fails here
+        axes = _leaf_axes(matrix_axes, params)  # a description that does not fit fails here
         return ScaleByMuonState(momentum=optax.tree.zeros_like(params, dtype=momentum_dtype),
-                                nonfinite_steps=jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params))
+                                nonfinite_steps=jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params),
+                                neuron_second_moment=_zero_neuron_moments(params, axes) if neuron_norm else None)
 
     def update_fn(
         updates: optax.Updates, state: ScaleByMuonState, params: optax.Params | None = None
@@ -265,14 +331,28 @@ def scale_by_muon(
         if nesterov:
             inputs = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, momentum, grads)
         leaves, treedef = jax.tree.flatten(inputs)
-        directions = _directions(leaves, _leaf_axes(matrix_axes, inputs), eps=eps, ns_iters=ns_iters,
-                                 method=method, rms_scale=rms_scale, adjust_lr=adjust_lr,
-                                 orthogonalize_dtype=orthogonalize_dtype)
+        old_moments = None
+        if neuron_norm:
+            if state.neuron_second_moment is None:
+                raise ValueError(Messages.STATE_MISSING.format(
+                    why="neuron_norm=True, but the state has no neuron_second_moment (it was made without "
+                        "neuron_norm)"))
+            old_moments = treedef.flatten_up_to(state.neuron_second_moment)  # type: ignore[attr-defined]
+        directions, new_moments = _directions(
+            leaves, _leaf_axes(matrix_axes, inputs), eps=eps, ns_iters=ns_iters, method=method,
+            rms_scale=rms_scale, adjust_lr=adjust_lr, orthogonalize_dtype=orthogonalize_dtype,
+            normalization=normalization, neuron_moments=old_moments, neuron_beta2=neuron_beta2)
+        second_moment = state.neuron_second_moment
+        if old_moments is not None:
+            # A leaf whose gradient had a NaN/Inf keeps its second moment, as it keeps its momentum.
+            second_moment = jax.tree.unflatten(treedef, [
+                old if _is_masked(old) else jnp.where(f, new, old)
+                for new, old, f in zip(new_moments, old_moments, jax.tree.leaves(finite), strict=True)])
         directions = jax.tree.map(lambda u, g, f: jnp.where(f, u, g), jax.tree.unflatten(treedef, directions),
                                   updates, finite)
         nonfinite_steps = jax.tree.map(lambda c, f: c + (~f).astype(c.dtype), state.nonfinite_steps, finite)
         return directions, ScaleByMuonState(momentum=optax.tree.cast(momentum, momentum_dtype),
-                                            nonfinite_steps=nonfinite_steps)
+                                            nonfinite_steps=nonfinite_steps, neuron_second_moment=second_moment)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -368,6 +448,9 @@ def muon(
     adjust_lr: str | None = DEFAULTS["adjust_lr"],
     momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
     orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
+    neuron_norm: bool = DEFAULTS["neuron_norm"],
+    neuron_beta2: float = DEFAULTS["neuron_beta2"],
+    normalization: str = DEFAULTS["normalization"],
     matrix_axes: MatrixAxesTree = None,
     weight_decay_mask: Any = None,
 ) -> optax.GradientTransformation:
@@ -394,18 +477,21 @@ def muon(
       weight_decay_mask: optional mask (pytree or callable) of the leaves to decay,
         as in ``optax.add_decayed_weights``.
       beta, eps, ns_iters, method, rms_scale, clip_grad_norm, nesterov, adjust_lr,
-        momentum_dtype, orthogonalize_dtype, matrix_axes: see :func:`scale_by_muon`.
+        momentum_dtype, orthogonalize_dtype, neuron_norm, neuron_beta2, normalization,
+        matrix_axes: see :func:`scale_by_muon`.
     """
     ns_iters = _ns_iters(ns_iters)
     _validate(
         lr=None if callable(learning_rate) else learning_rate, lr_name="learning_rate",
         beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
         rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
-        momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype,
+        momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm,
+        neuron_beta2=neuron_beta2, normalization=normalization,
     )
     parts = [scale_by_muon(beta, eps, ns_iters, method, rms_scale, clip_grad_norm, nesterov=nesterov,
                            adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
-                           orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes)]
+                           orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm,
+                           neuron_beta2=neuron_beta2, normalization=normalization, matrix_axes=matrix_axes)]
     if not _is_zero(weight_decay):  # an array (optax.inject_hyperparams) may change later: keep the decay
         parts += [_require_params(weight_decay),
                   optax.add_decayed_weights(weight_decay, weight_decay_mask)]
@@ -449,6 +535,9 @@ def muon_with_adamw(
     adjust_lr: str | None = DEFAULTS["adjust_lr"],
     momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
     orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
+    neuron_norm: bool = DEFAULTS["neuron_norm"],
+    neuron_beta2: float = DEFAULTS["neuron_beta2"],
+    normalization: str = DEFAULTS["normalization"],
     matrix_axes: MatrixAxesTree = None,
     weight_decay_mask: Any = None,
     adamw_lr: optax.ScalarOrSchedule | None = None,
@@ -479,8 +568,8 @@ def muon_with_adamw(
         adamw_lr = adamw_learning_rate
     tx_muon = muon(learning_rate, beta, weight_decay, eps, ns_iters, method, rms_scale, clip_grad_norm,
                    nesterov=nesterov, adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
-                   orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
-                   weight_decay_mask=weight_decay_mask)
+                   orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm, neuron_beta2=neuron_beta2,
+                   normalization=normalization, matrix_axes=matrix_axes, weight_decay_mask=weight_decay_mask)
     b1, b2 = adamw_betas
     tx_adamw = optax.adamw(adamw_lr if adamw_lr is not None else learning_rate, b1=b1, b2=b2, eps=eps,
                            weight_decay=weight_decay if adamw_weight_decay is None else adamw_weight_decay)
@@ -495,16 +584,20 @@ def _is_muon_state(x: Any) -> bool:
 
 def export_state(opt_state: optax.OptState) -> dict[str, dict[str, np.ndarray]]:
     """The Muon state inside ``opt_state`` as numpy arrays, keyed by each leaf's path
-    (``"layers/0/kernel"``); see ``muon_common.remap``. bfloat16 momentum comes out as float32."""
+    (``"layers/0/kernel"``); see ``muon_common.remap``. bfloat16 momentum comes out as float32.
+    With ``neuron_norm``, a matrix's entry also has its ``"neuron_second_moment"``."""
     found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_muon_state) if _is_muon_state(s)]
     if len(found) != 1:
         raise ValueError(Messages.STATE_MISSING.format(why=f"it holds {len(found)} Muon states, not one"))
     (state,) = found
     steps = dict(jax.tree_util.tree_flatten_with_path(state.nonfinite_steps)[0])
+    moments = dict(jax.tree_util.tree_flatten_with_path(state.neuron_second_moment)[0])
     out = {}
     for path, m in jax.tree_util.tree_flatten_with_path(state.momentum)[0]:
         m = np.asarray(m.astype(jnp.float32) if m.dtype == jnp.bfloat16 else m)
         out[_path_name(path)] = {"momentum": m.copy(), "nonfinite_steps": np.asarray(steps[path]).astype(np.int64)}
+        if path in moments:
+            out[_path_name(path)]["neuron_second_moment"] = np.asarray(moments[path]).copy()
     return out
 
 
@@ -525,11 +618,11 @@ def import_state(opt_state: optax.OptState, portable: dict[str, dict[str, np.nda
 
         def load(path: Any, m: Array, what: str) -> Array:
             entry = portable.get(_path_name(path))
-            if entry is None:
-                return m
-            if what == "momentum" and tuple(entry["momentum"].shape) != tuple(m.shape):
-                raise ValueError(Messages.STATE_MISMATCH.format(param=_param_name(path), what="momentum",
-                                                                state_shape=tuple(entry["momentum"].shape),
+            if entry is None or what not in entry:
+                return m  # a second moment the entry lacks starts from zero, as a fresh NorMuon does
+            if what != "nonfinite_steps" and tuple(entry[what].shape) != tuple(m.shape):
+                raise ValueError(Messages.STATE_MISMATCH.format(param=_param_name(path), what=what,
+                                                                state_shape=tuple(entry[what].shape),
                                                                 shape=tuple(m.shape)))
             return jnp.asarray(entry[what]).astype(m.dtype)
 
@@ -537,6 +630,8 @@ def import_state(opt_state: optax.OptState, portable: dict[str, dict[str, np.nda
             momentum=jax.tree_util.tree_map_with_path(lambda p, m: load(p, m, "momentum"), state.momentum),
             nonfinite_steps=jax.tree_util.tree_map_with_path(lambda p, c: load(p, c, "nonfinite_steps"),
                                                              state.nonfinite_steps),
+            neuron_second_moment=jax.tree_util.tree_map_with_path(
+                lambda p, v: load(p, v, "neuron_second_moment"), state.neuron_second_moment),
         )
 
     return jax.tree.map(replace, opt_state, is_leaf=_is_muon_state)

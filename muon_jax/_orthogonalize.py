@@ -77,7 +77,7 @@ def svd_polar(G: Array) -> Array:
 
 
 def orthogonalize_(G: Array, method: Method, ns_iters: int, eps: float,
-                  dtype: str | None = None) -> Array:
+                  dtype: str | None = None, normalization: str = "frobenius") -> Array:
     """Unchecked :func:`orthogonalize` for the optimizer's hot path."""
     if method == "svd":
         return svd_polar(G)

@@ -31,6 +31,7 @@ owns only during the step.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections import defaultdict
@@ -43,7 +44,13 @@ import torch.distributed as dist
 from torch import Tensor
 
 from muon_common import MatrixAxes, ResolvedAxes, resolve_matrix_axes
-from muon_torch._functional import apply_direction, local_muon, momentum_and_decay, orthogonalize_many
+from muon_torch._functional import (
+    apply_direction,
+    local_muon,
+    momentum_and_decay,
+    neuron_normalise,
+    orthogonalize_many,
+)
 from muon_torch._orthogonalize import Method
 
 __all__ = ["has_dtensor", "muon_dtensor", "owners"]
@@ -151,6 +158,13 @@ def _all_reduce_max(values: list[Tensor], layouts: list[_Layout]) -> list[Tensor
     return out
 
 
+def _all_reduce_sum(t: Tensor, group: Any) -> Tensor:
+    """``t`` summed over the ranks of ``group`` (a new tensor)."""
+    out = t.clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+    return out
+
+
 #: ``all_gather_into_tensor`` was renamed ``all_gather_single`` (torch 2.10); the old name warns.
 _all_gather: Any = getattr(dist, "all_gather_single", None) or getattr(dist, "all_gather_into_tensor", None)
 
@@ -233,7 +247,7 @@ def _exchange(send: list[list[Tensor]], recv_numels: list[int], group: Any, like
 
 def _owned_directions(
     entries: list[tuple[Tensor, ResolvedAxes, _Layout]], method: Method, ns_iters: int, eps: float,
-    dtype: str | None,
+    dtype: str | None, normalization: str,
 ) -> list[Tensor]:
     """This rank's shard of the direction of each matrix of ``entries`` (all on one group, one dtype).
 
@@ -263,7 +277,7 @@ def _owned_directions(
 
     # 2. The owner orthogonalises its matrices, batched by shape.
     directions = orthogonalize_many([(w, entries[i][1]) for w, i in zip(whole, mine, strict=True)],
-                                    method, ns_iters, eps, dtype)
+                                    method, ns_iters, eps, dtype, normalization)
 
     # 3. Each rank gets its shard of every direction back.
     send = [[] for _ in range(size)]
@@ -285,14 +299,17 @@ def _owned_directions(
 
 
 def _generic_step(params: list[Any], grads: list[Any], momentum_buffers: list[Any],
-                  nonfinite_steps: list[Tensor] | None, hyper: dict[str, Any]) -> None:
+                  nonfinite_steps: list[Tensor] | None, neuron_second_moments: list[Any],
+                  hyper: dict[str, Any]) -> None:
     """Any other DTensor layout: step whole copies on every rank, then keep the local shards."""
     module = _dtensor_module()
     full_p = [p.full_tensor() for p in params]
     full_g = [g.full_tensor() for g in grads]
     full_m = [m.full_tensor() for m in momentum_buffers]
-    local_muon(full_p, full_g, full_m, nonfinite_steps=nonfinite_steps, **hyper)
-    for whole, target in zip(full_p + full_m, params + momentum_buffers, strict=True):
+    full_v = [None if v is None else v.full_tensor() for v in neuron_second_moments]
+    local_muon(full_p, full_g, full_m, nonfinite_steps=nonfinite_steps, neuron_second_moments=full_v, **hyper)
+    moments = [(w, v) for w, v in zip(full_v, neuron_second_moments, strict=True) if v is not None]
+    for whole, target in [*zip(full_p + full_m, params + momentum_buffers, strict=True), *moments]:
         replicated = module.DTensor.from_local(whole, target.device_mesh,
                                                [module.Replicate()] * target.device_mesh.ndim, run_check=False)
         target.to_local().copy_(replicated.redistribute(target.device_mesh, target.placements).to_local())
@@ -317,21 +334,36 @@ def muon_dtensor(
     orthogonalize_dtype: str | None = None,
     matrix_axes: MatrixAxes | None = None,
     nonfinite_steps: list[Tensor] | None = None,
+    neuron_norm: bool = False,
+    neuron_beta2: float = 0.95,
+    normalization: str = "frobenius",
+    neuron_second_moments: Sequence[Tensor | None] | None = None,
 ) -> None:
     """:func:`muon_torch.muon` where some parameters are ``DTensor``s (see the module's docstring)."""
     hyper: dict[str, Any] = dict(
         lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
         rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
         momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
+        neuron_norm=neuron_norm, neuron_beta2=neuron_beta2, normalization=normalization,
     )
+    moments: list[Any] = list(neuron_second_moments or [None] * len(params))
     layouts = [_layout(p) for p in params]
+    if neuron_norm:
+        # A matrix split along its columns (fan-in) would need its neurons' sums gathered
+        # across ranks as well: such layouts take the whole-tensor path.
+        for i, (p, layout) in enumerate(zip(params, layouts, strict=True)):
+            axes_i = resolve_matrix_axes(p.shape, matrix_axes)
+            if layout is not None and layout.group is not None and axes_i is not None and layout.dim in axes_i.cols:
+                layouts[i] = None
     generic = [i for i, layout in enumerate(layouts) if layout is None]
     if generic:
         _generic_step([params[i] for i in generic], [grads[i] for i in generic],
                       [momentum_buffers[i] for i in generic],
-                      None if nonfinite_steps is None else [nonfinite_steps[i] for i in generic], hyper)
+                      None if nonfinite_steps is None else [nonfinite_steps[i] for i in generic],
+                      [moments[i] for i in generic], hyper)
         kept = [i for i, layout in enumerate(layouts) if layout is not None]
-        params, grads, momentum_buffers = ([xs[i] for i in kept] for xs in (params, grads, momentum_buffers))
+        params, grads, momentum_buffers, moments = ([xs[i] for i in kept]
+                                                    for xs in (params, grads, momentum_buffers, moments))
         if nonfinite_steps is not None:
             nonfinite_steps = [nonfinite_steps[i] for i in kept]
         layouts = [layouts[i] for i in kept]
@@ -343,6 +375,7 @@ def muon_dtensor(
     params = [_local(p) for p in params]
     grads = [_local(g) for g in grads]
     momentum_buffers = [_local(m) for m in momentum_buffers]
+    moments = [None if v is None else _local(v) for v in moments]
 
     # From here on, the steps of ``muon_torch.muon`` on local shards, with global scalars.
     bad = _all_reduce_max([(~torch.isfinite(g).all()).to(g.dtype) for g in grads], lays)
@@ -381,11 +414,18 @@ def muon_dtensor(
     directions: dict[int, Tensor] = {}
     if local:
         found = orthogonalize_many([(inputs[i], axes[i]) for i in local], method, ns_iters, eps,  # type: ignore[misc]
-                                   orthogonalize_dtype)
+                                   orthogonalize_dtype, normalization)
         directions.update(zip(local, found, strict=True))
     for indices in shared.values():
         found = _owned_directions([(inputs[i], axes[i], lays[i]) for i in indices], method, ns_iters, eps,  # type: ignore[misc]
-                                  orthogonalize_dtype)
+                                  orthogonalize_dtype, normalization)
         directions.update(zip(indices, found, strict=True))
+    if neuron_norm:
+        for i, d in directions.items():
+            # The slices' squared norms are summed over the ranks holding their other rows.
+            split_rows = lays[i].group is not None and lays[i].dim in axes[i].rows  # type: ignore[union-attr]
+            directions[i] = neuron_normalise(d, moments[i], keep[i], neuron_beta2, eps, axes[i],  # type: ignore[arg-type]
+                                             functools.partial(_all_reduce_sum, group=lays[i].group)
+                                             if split_rows else lambda t: t)
     for i, d in directions.items():
         apply_direction(params[i], d, keep[i], lr, shapes[i], axes[i], adjust_lr)

@@ -28,7 +28,7 @@ def from_batched(u: Tensor, shape: Sequence[int], axes: ResolvedAxes) -> Tensor:
 
 
 def orthogonalize_many(items: list[tuple[Tensor, ResolvedAxes]], method: Method, ns_iters: int, eps: float,
-                       dtype: str | None) -> list[Tensor]:
+                       dtype: str | None, normalization: str = "frobenius") -> list[Tensor]:
     """Directions of ``items`` (each in its own shape); matrices of equal ``(rows, cols)``,
     dtype and device are orthogonalised together in one batched computation."""
     batched = [to_batched(t, axes) for t, axes in items]
@@ -38,7 +38,7 @@ def orthogonalize_many(items: list[tuple[Tensor, ResolvedAxes]], method: Method,
     out: list[Tensor] = [torch.empty(0)] * len(items)
     for indices in buckets.values():
         stacked = torch.cat([batched[i] for i in indices]) if len(indices) > 1 else batched[indices[0]]
-        directions = orthogonalize_(stacked, method, ns_iters, eps, dtype)
+        directions = orthogonalize_(stacked, method, ns_iters, eps, dtype, normalization)
         offset = 0
         for i in indices:
             n = batched[i].shape[0]
@@ -64,6 +64,35 @@ def rms_normalise(m: Tensor, eps: float) -> Tensor:
     s = safe_max_abs(m)
     ms = m / s
     return ms / torch.sqrt(ms.square().mean() + eps / s.square())
+
+
+def neuron_moment_shape(shape: Sequence[int], axes: ResolvedAxes) -> tuple[int, ...]:
+    """The shape of a matrix's per-neuron second moment: ``shape`` with the fan-in axes
+    (torch layout: the columns) reduced to 1, so one value per output neuron and slice."""
+    return tuple(1 if a in axes.cols else n for a, n in enumerate(shape))
+
+
+def neuron_normalise(direction: Tensor, second_moment: Tensor, keep: Tensor, beta2: float, eps: float,
+                     axes: ResolvedAxes, total: Callable[[Tensor], Tensor] = lambda t: t) -> Tensor:
+    r"""NorMuon's per-neuron normalisation of an orthogonalised ``direction``; updates
+    ``second_moment`` in place where ``keep`` is 1.
+
+    .. math::
+        v &\leftarrow \beta_2 v + (1 - \beta_2)\,\mathrm{mean}_{\text{fan-in}}(O^2) \\
+        \hat O &= O / (\sqrt{v} + \epsilon), \qquad
+        O' = \hat O \cdot \|O\|_F / \|\hat O\|_F
+
+    per matrix slice, with ``O' = 0`` where ``\hat O = 0`` (a zero direction stays zero: no 0/0).
+    ``total`` sums a per-slice partial sum over the ranks that hold the other rows (the
+    sharded step); it is the identity for whole tensors.
+    """
+    new = beta2 * second_moment + (1.0 - beta2) * direction.square().mean(dim=axes.cols, keepdim=True)
+    second_moment.copy_(torch.where(keep > 0, new, second_moment))
+    normed = direction / (second_moment.sqrt() + eps)
+    dims = axes.rows + axes.cols
+    before = total(direction.square().sum(dim=dims, keepdim=True)).sqrt()
+    after = total(normed.square().sum(dim=dims, keepdim=True)).sqrt()
+    return normed * torch.where(after > 0, before / torch.where(after > 0, after, 1.0), 0.0)
 
 
 def momentum_and_decay(
@@ -152,6 +181,10 @@ def local_muon(
     orthogonalize_dtype: str | None,
     matrix_axes: MatrixAxes | None,
     nonfinite_steps: list[Tensor] | None,
+    neuron_norm: bool = False,
+    neuron_beta2: float = 0.95,
+    normalization: str = "frobenius",
+    neuron_second_moments: Sequence[Tensor | None] | None = None,
 ) -> None:
     """:func:`muon_torch.muon` on plain (not sharded) tensors: the step of one process."""
     finite = [torch.isfinite(g).all() for g in grads]
@@ -163,7 +196,12 @@ def local_muon(
     axes = [resolve_matrix_axes(p.shape, matrix_axes) for p in params]
     matrices = [i for i, a in enumerate(axes) if a is not None]
     directions = dict(zip(matrices, orthogonalize_many([(inputs[i], axes[i]) for i in matrices],  # type: ignore[misc]
-                                                       method, ns_iters, eps, orthogonalize_dtype), strict=True))
+                                                       method, ns_iters, eps, orthogonalize_dtype, normalization),
+                          strict=True))
+    if neuron_norm:
+        moments = neuron_second_moments or [None] * len(params)
+        for i, d in directions.items():
+            directions[i] = neuron_normalise(d, moments[i], keep[i], neuron_beta2, eps, axes[i])  # type: ignore[arg-type]
     for i, (p, m) in enumerate(zip(params, inputs, strict=True)):
         direction = directions[i] if i in directions else (rms_normalise(m, eps) if rms_scale else m)
         apply_direction(p, direction, keep[i], lr, p.shape, axes[i], adjust_lr)

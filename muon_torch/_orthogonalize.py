@@ -70,7 +70,7 @@ def svd_polar(G: Tensor) -> Tensor:
 
 
 def orthogonalize_(G: Tensor, method: Method, ns_iters: int, eps: float,
-                  dtype: str | None = None) -> Tensor:
+                  dtype: str | None = None, normalization: str = "frobenius") -> Tensor:
     """Unchecked :func:`orthogonalize` for the optimizer's hot path."""
     if method == "svd":
         return svd_polar(G)

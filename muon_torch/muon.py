@@ -23,13 +23,14 @@ from muon_common import (
     validate_hyperparameters,
 )
 from muon_torch._distributed import has_dtensor, muon_dtensor
-from muon_torch._functional import local_muon
+from muon_torch._functional import local_muon, neuron_moment_shape
 from muon_torch._orthogonalize import Method
 
 __all__ = ["Muon", "export_state", "import_state", "muon", "param_groups"]
 
 _HYPERPARAMETERS = ("lr", "beta", "weight_decay", "eps", "ns_iters", "method", "rms_scale",
-                    "clip_grad_norm", "nesterov", "adjust_lr", "momentum_dtype", "orthogonalize_dtype")
+                    "clip_grad_norm", "nesterov", "adjust_lr", "momentum_dtype", "orthogonalize_dtype",
+                    "neuron_norm", "neuron_beta2", "normalization")
 _ALGORITHMS = ("muon", "adamw")
 #: What a param group saved before an option existed gets for it (the earlier behaviour).
 _GROUP_DEFAULTS: dict[str, Any] = {
@@ -52,6 +53,9 @@ class Muon(Optimizer):
     with ``U = orthogonalize(m)`` for matrices and ``U = m / sqrt(mean(m^2) + eps)``
     (``rms_scale=True``) or ``U = m`` otherwise; ``s = 1`` unless ``adjust_lr`` is set.
     With ``nesterov=True``, ``U`` is computed from ``beta m + (1 - beta) g`` instead of ``m``.
+    With ``neuron_norm=True`` (NorMuon), a matrix's ``U`` is then normalised per output neuron
+    (row): ``v <- beta2 v + (1 - beta2) mean_row(U^2)``, ``U <- U / (sqrt(v) + eps)``, rescaled
+    to the Frobenius norm ``U`` had.
 
     A param group with ``algorithm="adamw"`` is optimised by AdamW instead
     (``torch.optim.adamw``'s functional step with that group's ``lr``, ``betas``,
@@ -78,8 +82,17 @@ class Muon(Optimizer):
       momentum_dtype: ``"bfloat16"`` stores the momentum in bfloat16 (the step itself
         runs in the parameter's dtype).
       orthogonalize_dtype: ``"bfloat16"`` runs the Newton–Schulz steps in bfloat16.
+      neuron_norm: NorMuon (Li et al. 2025): normalise each output neuron's update by the
+        running RMS of its orthogonalised update (one value of state per neuron).
+      neuron_beta2: the coefficient of that running mean square.
+      normalization: how Newton–Schulz scales its input: ``"frobenius"`` (the reference) or
+        ``"aol"`` (Turbo-Muon's per-row rescaling, closer to orthogonal from the start).
       matrix_axes: which axes form the matrix (:class:`muon_common.MatrixAxes`);
         others are batch axes. ``None``: 2-D parameters are matrices, others are not.
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
     """
 
     def __init__(
@@ -98,13 +111,17 @@ class Muon(Optimizer):
         adjust_lr: str | None = DEFAULTS["adjust_lr"],
         momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
         orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
+        neuron_norm: bool = DEFAULTS["neuron_norm"],
+        neuron_beta2: float = DEFAULTS["neuron_beta2"],
+        normalization: str = DEFAULTS["normalization"],
         matrix_axes: MatrixAxes | None = None,
         betas: tuple[float, float] = ADAMW_BETAS,
     ) -> None:
         defaults: dict[str, Any] = dict(
             lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
             rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
-            momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
+            momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm,
+            neuron_beta2=neuron_beta2, normalization=normalization, matrix_axes=matrix_axes,
             algorithm="muon", betas=betas,
         )
         _validate(defaults)
@@ -176,12 +193,16 @@ class Muon(Optimizer):
         saved = state_dict.get("state", {})
         for a, b in zip(groups, self.param_groups, strict=True):
             for key, p in zip(a["params"], b["params"], strict=True):
-                for what in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+                for what in ("momentum_buffer", "exp_avg", "exp_avg_sq", "neuron_second_moment"):
                     t = saved.get(key, {}).get(what)
-                    if isinstance(t, Tensor) and t.shape != p.shape:
+                    expected = tuple(p.shape)
+                    if what == "neuron_second_moment":
+                        axes = resolve_matrix_axes(p.shape, b.get("matrix_axes"))
+                        expected = neuron_moment_shape(p.shape, axes) if axes is not None else ()
+                    if isinstance(t, Tensor) and tuple(t.shape) != expected:
                         raise ValueError(Messages.STATE_MISMATCH.format(
                             param=names[id(p)], what=what.replace("_buffer", ""), state_shape=tuple(t.shape),
-                            shape=tuple(p.shape)))
+                            shape=expected))
         super().load_state_dict(state_dict)
         # torch casts every loaded state tensor but "step" to its parameter's dtype; give
         # the momentum its configured dtype and the counter its integer dtype back (exact:
@@ -202,8 +223,10 @@ class Muon(Optimizer):
         grads: list[Tensor],
         momentum_buffers: list[Tensor],
         nonfinite_steps: list[Tensor],
+        neuron_second_moments: list[Tensor | None],
     ) -> None:
-        """Gather a Muon group's params with gradients, creating their momentum."""
+        """Gather a Muon group's params with gradients, creating their momentum (and, with
+        ``neuron_norm``, each matrix's per-neuron second moment)."""
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -213,10 +236,20 @@ class Muon(Optimizer):
                 state["momentum_buffer"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
             if "nonfinite_steps" not in state:
                 state["nonfinite_steps"] = torch.zeros((), dtype=torch.int64, device=p.device)
+            second_moment = None
+            if group["neuron_norm"]:
+                axes = resolve_matrix_axes(p.shape, group["matrix_axes"])
+                if axes is not None:
+                    if "neuron_second_moment" not in state:
+                        # Sliced from p so that a sharded (DTensor) p gives a sharded moment.
+                        state["neuron_second_moment"] = torch.zeros_like(
+                            _narrow(p.detach(), axes.cols), memory_format=torch.contiguous_format)
+                    second_moment = state["neuron_second_moment"]
             params.append(p)
             grads.append(p.grad)
             momentum_buffers.append(state["momentum_buffer"])
             nonfinite_steps.append(state["nonfinite_steps"])
+            neuron_second_moments.append(second_moment)
 
     def _init_adamw_group(self, group: dict[str, Any]) -> dict[str, list[Tensor]]:
         """Gather an AdamW group's params with gradients, creating their moments."""
@@ -265,7 +298,8 @@ class Muon(Optimizer):
             grads: list[Tensor] = []
             momentum_buffers: list[Tensor] = []
             nonfinite_steps: list[Tensor] = []
-            self._init_group(group, params, grads, momentum_buffers, nonfinite_steps)
+            neuron_second_moments: list[Tensor | None] = []
+            self._init_group(group, params, grads, momentum_buffers, nonfinite_steps, neuron_second_moments)
             muon(
                 params,
                 grads,
@@ -273,6 +307,7 @@ class Muon(Optimizer):
                 **{k: group[k] for k in _HYPERPARAMETERS},
                 matrix_axes=group["matrix_axes"],
                 nonfinite_steps=nonfinite_steps,
+                neuron_second_moments=neuron_second_moments,
             )
         return loss
 
@@ -295,6 +330,13 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def _narrow(t: Tensor, dims: Sequence[int]) -> Tensor:
+    """``t`` cut to length 1 along ``dims``."""
+    for d in dims:
+        t = t.narrow(d, 0, 1)
+    return t
+
+
 def muon(
     params: list[Tensor],
     grads: list[Tensor],
@@ -312,8 +354,12 @@ def muon(
     adjust_lr: str | None = None,
     momentum_dtype: str | None = None,
     orthogonalize_dtype: str | None = None,
+    neuron_norm: bool = False,
+    neuron_beta2: float = DEFAULTS["neuron_beta2"],
+    normalization: str = DEFAULTS["normalization"],
     matrix_axes: MatrixAxes | None = None,
     nonfinite_steps: list[Tensor] | None = None,
+    neuron_second_moments: Sequence[Tensor | None] | None = None,
 ) -> None:
     """Functional Muon step over lists of tensors (see :class:`Muon`).
 
@@ -326,13 +372,22 @@ def muon(
     ``DTensor`` parameters (FSDP2's ``fully_shard``) are stepped on their local shards,
     with whole-tensor norms and NaN checks, each matrix orthogonalised by one rank of
     its group (see ``muon_torch/_distributed.py``).
+
+    With ``neuron_norm``, ``neuron_second_moments`` holds each matrix's per-neuron second
+    moment (its shape with the column axes reduced to 1; ``None`` for other parameters),
+    updated in place.
     """
+    if neuron_norm and neuron_second_moments is None:
+        raise ValueError("muon: neuron_norm=True needs neuron_second_moments, one per parameter (None for "
+                         "non-matrices), each shaped like the matrix with its columns reduced to 1.")
     if any(p.numel() == 0 for p in params):
         # A zero-size parameter has nothing to update: it steps as a no-op, as in torch.optim.AdamW.
         nonempty = [i for i, p in enumerate(params) if p.numel() > 0]
         params, grads, momentum_buffers = ([x[i] for i in nonempty] for x in (params, grads, momentum_buffers))
         if nonfinite_steps is not None:
             nonfinite_steps = [nonfinite_steps[i] for i in nonempty]
+        if neuron_second_moments is not None:
+            neuron_second_moments = [neuron_second_moments[i] for i in nonempty]
     if not params:
         return
     # Sharded parameters (FSDP2) take local elementwise work, global scalars and each matrix
@@ -341,7 +396,8 @@ def muon(
     step(params, grads, momentum_buffers, lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters,
          method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
          momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
-         nonfinite_steps=nonfinite_steps)
+         nonfinite_steps=nonfinite_steps, neuron_norm=neuron_norm, neuron_beta2=neuron_beta2,
+         normalization=normalization, neuron_second_moments=neuron_second_moments)
 
 
 def param_groups(
@@ -388,7 +444,8 @@ def export_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]]) ->
 
     ``named_params`` is usually ``model.named_parameters()``. Parameters without state
     (no step yet, or in an AdamW group) are left out. bfloat16 momentum comes out as
-    float32 (exactly).
+    float32 (exactly). With ``neuron_norm``, a matrix's entry also has its
+    ``"neuron_second_moment"`` (shaped like the matrix with its columns reduced to 1).
     """
     out: PortableState = {}
     for name, p in named_params:
@@ -397,6 +454,8 @@ def export_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]]) ->
             m = state["momentum_buffer"].detach()
             out[name] = {"momentum": (m.float() if m.dtype == torch.bfloat16 else m).cpu().numpy().copy(),
                          "nonfinite_steps": state["nonfinite_steps"].cpu().numpy().copy()}
+            if "neuron_second_moment" in state:
+                out[name]["neuron_second_moment"] = state["neuron_second_moment"].detach().cpu().numpy().copy()
     return out
 
 
@@ -404,7 +463,9 @@ def import_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]], po
     """Load a portable state (e.g. exported by ``muon_jax`` and remapped) into ``optimizer``.
 
     Every entry must name one of ``named_params`` with the same shape; it is checked in
-    full before anything is loaded. The momentum keeps the optimizer's momentum dtype.
+    full before anything is loaded. The momentum keeps the optimizer's momentum dtype. A
+    ``"neuron_second_moment"`` is loaded where the group has ``neuron_norm`` (else dropped; an
+    entry without one starts it from zero, as a fresh NorMuon does).
     """
     params = dict(named_params)
     names = {id(p): n for n, p in params.items()}
@@ -420,6 +481,13 @@ def import_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]], po
             raise ValueError(Messages.STATE_MISMATCH.format(param=f"parameter {names[id(p)]!r}", what="momentum",
                                                             state_shape=tuple(entry["momentum"].shape),
                                                             shape=tuple(p.shape)))
+        if "neuron_second_moment" in entry:
+            axes = resolve_matrix_axes(p.shape, groups[id(p)]["matrix_axes"])
+            expected = neuron_moment_shape(p.shape, axes) if axes is not None else ()
+            if tuple(entry["neuron_second_moment"].shape) != expected:
+                raise ValueError(Messages.STATE_MISMATCH.format(
+                    param=f"parameter {names[id(p)]!r}", what="neuron_second_moment",
+                    state_shape=tuple(entry["neuron_second_moment"].shape), shape=expected))
     for name, entry in portable.items():
         p = params[name]
         momentum_dtype = groups[id(p)]["momentum_dtype"]
@@ -428,3 +496,6 @@ def import_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]], po
             "momentum_buffer": torch.as_tensor(entry["momentum"]).to(device=p.device, dtype=dtype).clone(),
             "nonfinite_steps": torch.as_tensor(entry["nonfinite_steps"], dtype=torch.int64).to(p.device).clone(),
         }
+        if "neuron_second_moment" in entry and groups[id(p)]["neuron_norm"]:
+            optimizer.state[p]["neuron_second_moment"] = torch.as_tensor(entry["neuron_second_moment"]).to(
+                device=p.device, dtype=p.dtype).clone()

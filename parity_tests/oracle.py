@@ -81,8 +81,8 @@ class OracleMuon:
 
     Options beyond the reference: ``method`` may name a polynomial method or be a list
     of triples; ``nesterov``; ``adjust_lr`` (torch layout: rows are the fan-out);
-    ``momentum_dtype="bfloat16"`` rounds the stored momentum; ``adamw`` names the
-    params that AdamW optimises instead.
+    ``momentum_dtype="bfloat16"`` rounds the stored momentum; ``neuron_norm`` (NorMuon)
+    normalises each matrix's rows; ``adamw`` names the params that AdamW optimises instead.
     """
 
     lr: float
@@ -96,6 +96,8 @@ class OracleMuon:
     nesterov: bool = False
     adjust_lr: str | None = None
     momentum_dtype: str | None = None
+    neuron_norm: bool = False
+    neuron_beta2: float = 0.95
     #: name -> (row axes, col axes) for stacked matrices; others follow the 2-D rule.
     matrix_axes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     #: names of the params optimised by AdamW, and its (lr, beta1, beta2).
@@ -105,6 +107,19 @@ class OracleMuon:
     #: per param, the steps skipped because its gradient had a NaN/Inf.
     nonfinite_steps: dict[str, int] = field(default_factory=dict)
     adamw_state: dict[str, list[Any]] = field(default_factory=dict)
+    #: per matrix, NorMuon's per-neuron second moment (torch layout: the columns reduced to 1).
+    neuron_second_moment: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def _neuron_normalise(self, name: str, U: np.ndarray, rows: tuple[int, ...], cols: tuple[int, ...]) -> np.ndarray:
+        """NorMuon: divide each neuron's (row's) update by the running RMS of that row, then
+        give every matrix slice back the Frobenius norm it had."""
+        v = self.neuron_second_moment.setdefault(name, np.zeros([1 if a in cols else n for a, n in enumerate(U.shape)]))
+        v[...] = self.neuron_beta2 * v + (1.0 - self.neuron_beta2) * np.mean(U * U, axis=cols, keepdims=True)
+        normed = U / (np.sqrt(v) + self.eps)
+        before = np.sqrt(np.sum(U * U, axis=rows + cols, keepdims=True))
+        after = np.sqrt(np.sum(normed * normed, axis=rows + cols, keepdims=True))
+        ratio = np.divide(before, after, out=np.zeros_like(after), where=after > 0)
+        return normed * ratio
 
     def _orthogonalize(self, m: np.ndarray) -> np.ndarray:
         if self.method == "svd":
@@ -167,9 +182,13 @@ class OracleMuon:
                 U = orthogonalize_stacked(direction_input, rows, cols, self._orthogonalize)
                 factor = self._lr_factor(int(np.prod([p.shape[a] for a in rows])),
                                          int(np.prod([p.shape[a] for a in cols])))
+                if self.neuron_norm:
+                    U = self._neuron_normalise(name, U, rows, cols)
             elif p.ndim == 2:
                 U = self._orthogonalize(direction_input)
                 factor = self._lr_factor(*p.shape)
+                if self.neuron_norm:
+                    U = self._neuron_normalise(name, U, (0,), (1,))
             elif self.rms_scale:
                 U = direction_input / np.sqrt(np.mean(direction_input * direction_input) + self.eps)
             else:

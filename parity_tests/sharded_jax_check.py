@@ -1,6 +1,6 @@
 """Run by test_sharding_jax.py in a fresh process with N simulated CPU devices.
 
-Usage: ``XLA_FLAGS=--xla_force_host_platform_device_count=N python -m parity_tests.sharded_jax_check N``.
+Usage: ``XLA_FLAGS=--xla_force_host_platform_device_count=N python -m parity_tests.sharded_jax_check N [neuron_norm]``.
 Prints one JSON line: per-leaf error against the single-device run, whether the params'
 shardings are kept on the momentum and the params, and the collectives touching the
 layer-sharded stack.
@@ -28,13 +28,14 @@ AXES = {"w_in": None, "w_out": None, "stack": MatrixAxes(rows=1, cols=2), "bias"
 STEPS = 3
 
 
-def main(devices: int) -> None:
+def main(devices: int, neuron_norm: bool) -> None:
     assert jax.device_count() == devices, jax.device_count()
     mesh = Mesh(np.array(jax.devices()).reshape(devices // 2, 2), ("fsdp", "tp"))
     rng = np.random.default_rng(0)
     params = {k: rng.standard_normal(s).astype(np.float32) for k, s in SHAPES.items()}
     grads = [{k: rng.standard_normal(s).astype(np.float32) for k, s in SHAPES.items()} for _ in range(STEPS)]
-    tx = muon_jax.muon(0.02, method="polar_express", matrix_axes=AXES, clip_grad_norm=5.0, nesterov=True)
+    tx = muon_jax.muon(0.02, method="polar_express", matrix_axes=AXES, clip_grad_norm=5.0, nesterov=True,
+                       neuron_norm=neuron_norm)
 
     def step(p, s, g):
         u, s = tx.update(g, s, p)
@@ -65,4 +66,4 @@ def main(devices: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), sys.argv[2:] == ["neuron_norm"])

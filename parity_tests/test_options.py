@@ -31,6 +31,9 @@ CASES: dict[str, dict[str, Any]] = {
     "adjust_lr_original": dict(adjust_lr="original"),
     "adjust_lr_match_rms_adamw": dict(adjust_lr="match_rms_adamw", method="polar_express"),
     "momentum_bfloat16": dict(momentum_dtype="bfloat16", clip_grad_norm=0.3),
+    "neuron_norm": dict(neuron_norm=True),
+    "neuron_norm_recipe": dict(neuron_norm=True, neuron_beta2=0.9, method="polar_express", nesterov=True,
+                               adjust_lr="match_rms_adamw", clip_grad_norm=0.3),
 }
 BF16_CASES: dict[str, dict[str, Any]] = {
     "orthogonalize_bfloat16_ns": dict(orthogonalize_dtype="bfloat16"),
@@ -49,9 +52,9 @@ DTYPES = [(np.float64, 1e-16), (np.float32, 1e-8)]  # eps=1e-16 in float64: see 
 
 
 def _run_all(config: dict[str, Any], dtype: Any) -> dict[str, Any]:
-    # adjust_lr reads fan-in/fan-out from each framework's layout: JAX gets the 2-D
-    # params as Flax (in, out) kernels of the torch (out, in) weights.
-    flax_layout = "adjust_lr" in config
+    # adjust_lr and neuron_norm read fan-in/fan-out from each framework's layout: JAX gets
+    # the 2-D params as Flax (in, out) kernels of the torch (out, in) weights.
+    flax_layout = "adjust_lr" in config or config.get("neuron_norm", False)
     return {
         "oracle": run_oracle(config, PARAMS, GRADS),
         "torch": run_torch(config, PARAMS, GRADS, dtype),

@@ -21,11 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TOL_F32 = 1e-5
 
 
+@pytest.mark.parametrize("neuron_norm", [False, True], ids=["muon", "neuron_norm"])
 @pytest.mark.parametrize("devices", [4, 8])
-def test_sharded_update_matches_single_device(devices: int) -> None:
+def test_sharded_update_matches_single_device(devices: int, neuron_norm: bool) -> None:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-m", "parity_tests.sharded_jax_check", str(devices)], cwd=ROOT, env=env,
+    args = [str(devices)] + (["neuron_norm"] if neuron_norm else [])
+    out = subprocess.run([sys.executable, "-m", "parity_tests.sharded_jax_check", *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -44,6 +44,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "ns": dict(method="ns", clip_grad_norm=0.05, rms_scale=True),
     "polar_express": dict(method="polar_express", clip_grad_norm=0.05, rms_scale=True, nesterov=True),
     "svd": dict(method="svd", rms_scale=False, adjust_lr="original", weight_decay=0.1),
+    # NorMuon: fc weights and the conv-like kernel are split along their rows (neurons), so each
+    # slice's norms are summed across ranks; the stack is split along its batch axis (local).
+    "neuron_norm": dict(method="polar_express", clip_grad_norm=0.05, rms_scale=True, nesterov=True,
+                        neuron_norm=True, adjust_lr="match_rms_adamw"),
 }
 #: Matrices orthogonalised per step: fc1.weight, fc2.weight, 5 stacked slices, the conv-like kernel.
 MATRICES_PER_STEP = 1 + 1 + 5 + 1
@@ -155,8 +159,11 @@ def _layout_grads(full: list[torch.Tensor], step: int) -> list[torch.Tensor]:
     return grads
 
 
-def _run_layouts(world: int) -> dict[str, torch.Tensor]:
-    """Muon on DTensors laid out by hand (no FSDP), with the same gradients as one process."""
+def _run_layouts(world: int, neuron_norm: bool = False) -> dict[str, torch.Tensor]:
+    """Muon on DTensors laid out by hand (no FSDP), with the same gradients as one process.
+
+    With ``neuron_norm``, the column-split matrix takes the whole-tensor path (its neurons'
+    sums would span ranks) and the row-split ones sum their slices' norms across ranks."""
     full, layouts = _layouts(world)
     place: Callable[[torch.Tensor, int], torch.Tensor] = lambda t, i: t  # noqa: E731
     if world > 1:
@@ -166,13 +173,18 @@ def _run_layouts(world: int) -> dict[str, torch.Tensor]:
         meshes = {shape: init_device_mesh("cpu", shape) for shape, _ in layouts}
         place = lambda t, i: distribute_tensor(t, meshes[layouts[i][0]], layouts[i][1])  # noqa: E731
     params = [nn.Parameter(place(f.clone(), i)) for i, f in enumerate(full)]
-    opt = muon_torch.Muon(params, lr=0.05, clip_grad_norm=0.8)  # active for some params only
+    opt = muon_torch.Muon(params, lr=0.05, clip_grad_norm=0.8,  # active for some params only
+                          neuron_norm=neuron_norm)
     for step in range(STEPS):
         for i, (p, g) in enumerate(zip(params, _layout_grads(full, step), strict=True)):
             p.grad = place(g, i)
         opt.step()
     out = {str(i): (p.full_tensor() if world > 1 else p).detach().clone() for i, p in enumerate(params)}
     out["_nonfinite_steps"] = torch.stack([opt.state[p]["nonfinite_steps"] for p in params])
+    for i, p in enumerate(params):
+        if "neuron_second_moment" in opt.state[p]:
+            v = opt.state[p]["neuron_second_moment"]
+            out[f"v{i}"] = (v.full_tensor() if world > 1 else v).detach().clone()
     return out
 
 
@@ -199,6 +211,7 @@ def _worker(out: Path) -> None:
         results[name] = {n: p.full_tensor().detach().clone() for n, p in model.named_parameters()}
         results[name]["_count"] = count[0]
     results["layouts"] = _run_layouts(world)
+    results["layouts_neuron_norm"] = _run_layouts(world, neuron_norm=True)
     if world == 2:
         ddp = DistributedDataParallel(_model())
         _train(ddp, _optimizer(ddp.module, "ns"), rank, world)
@@ -282,15 +295,20 @@ def test_each_matrix_orthogonalised_once(runs: Callable[[int], list[dict[str, An
         assert all(c > 0 for c in counts), counts  # the work is split, not done by one rank
 
 
+@pytest.mark.parametrize("neuron_norm", [False, True], ids=["muon", "neuron_norm"])
 @pytest.mark.parametrize("world", [2, 3])
-def test_dtensor_layouts_match_one_process(runs: Callable[[int], list[dict[str, Any]]], world: int) -> None:
+def test_dtensor_layouts_match_one_process(runs: Callable[[int], list[dict[str, Any]]], world: int,
+                                           neuron_norm: bool) -> None:
     """Same gradients on every layout: what is left is the optimizer's own rounding."""
-    want = _run_layouts(1)
+    key = "layouts_neuron_norm" if neuron_norm else "layouts"
+    want = _run_layouts(1, neuron_norm)
     assert want["_nonfinite_steps"].tolist() == [1, 0, 0, 0, 0, 0]
+    # One per-neuron second moment for each matrix (0, 2, 3, 5), and it is sharded like its matrix.
+    assert sorted(k for k in want if k.startswith("v")) == (["v0", "v2", "v3", "v5"] if neuron_norm else [])
     for r in runs(world):
-        assert torch.equal(r["layouts"]["_nonfinite_steps"], want["_nonfinite_steps"])
-    errors = [_max_rel_err(r["layouts"], want) for r in runs(world)]
-    print(f"DTensor layouts {world} ranks: max relative error {max(errors):.2e}")
+        assert torch.equal(r[key]["_nonfinite_steps"], want["_nonfinite_steps"])
+    errors = [_max_rel_err(r[key], want) for r in runs(world)]
+    print(f"DTensor layouts {world} ranks, neuron_norm={neuron_norm}: max relative error {max(errors):.2e}")
     assert max(errors) <= TOL
 
 
