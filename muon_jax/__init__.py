@@ -3,6 +3,7 @@
 from muon_common import MatrixAxes
 from muon_jax._muon import (
     ScaleByMuonState,
+    ScaleByNorMuonState,
     export_state,
     import_state,
     muon,
@@ -17,6 +18,7 @@ from muon_jax._recipe import recommended, warmup_stable_decay
 __all__ = [
     "MatrixAxes",
     "ScaleByMuonState",
+    "ScaleByNorMuonState",
     "export_state",
     "import_state",
     "muon",

@@ -31,6 +31,7 @@ from muon_jax._orthogonalize import Method, orthogonalize_
 
 __all__ = [
     "ScaleByMuonState",
+    "ScaleByNorMuonState",
     "export_state",
     "import_state",
     "muon",
@@ -50,14 +51,24 @@ class ScaleByMuonState(NamedTuple):
 
     ``momentum`` is shaped like the params; ``nonfinite_steps`` holds, per leaf, how
     many steps were skipped because that leaf's gradient had a NaN or Inf.
-    ``neuron_second_moment`` (``neuron_norm=True`` only, else ``None``) holds each matrix's
-    per-neuron second moment, shaped like it with its row (fan-in) axes reduced to 1, and an
-    ``optax.MaskedNode`` for every other leaf.
     """
 
     momentum: optax.Updates
     nonfinite_steps: optax.Updates
-    neuron_second_moment: optax.Updates | None = None
+
+
+class ScaleByNorMuonState(NamedTuple):
+    """State of :func:`scale_by_muon` with ``neuron_norm=True``: :class:`ScaleByMuonState`'s
+    fields, and ``neuron_second_moment``, each matrix's per-neuron second moment (shaped like
+    it with its row, fan-in, axes reduced to 1) and an ``optax.MaskedNode`` for every other leaf.
+
+    (A class of its own, so that the state without NorMuon keeps the structure that
+    checkpoints saved by earlier versions have.)
+    """
+
+    momentum: optax.Updates
+    nonfinite_steps: optax.Updates
+    neuron_second_moment: optax.Updates
 
 
 def _safe_scale(x: Array) -> Array:
@@ -301,16 +312,18 @@ def scale_by_muon(
               momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm,
               neuron_beta2=neuron_beta2, normalization=normalization)
 
-    def init_fn(params: optax.Params) -> ScaleByMuonState:
+    def init_fn(params: optax.Params) -> ScaleByMuonState | ScaleByNorMuonState:
         _check_params(params)
         axes = _leaf_axes(matrix_axes, params)  # a description that does not fit fails here
-        return ScaleByMuonState(momentum=optax.tree.zeros_like(params, dtype=momentum_dtype),
-                                nonfinite_steps=jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params),
-                                neuron_second_moment=_zero_neuron_moments(params, axes) if neuron_norm else None)
+        momentum = optax.tree.zeros_like(params, dtype=momentum_dtype)
+        nonfinite_steps = jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params)
+        if neuron_norm:
+            return ScaleByNorMuonState(momentum, nonfinite_steps, _zero_neuron_moments(params, axes))
+        return ScaleByMuonState(momentum, nonfinite_steps)
 
     def update_fn(
-        updates: optax.Updates, state: ScaleByMuonState, params: optax.Params | None = None
-    ) -> tuple[optax.Updates, ScaleByMuonState]:
+        updates: optax.Updates, state: ScaleByMuonState | ScaleByNorMuonState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, ScaleByMuonState | ScaleByNorMuonState]:
         del params
         _check_state(state.momentum, updates)
         # A leaf whose gradient has a NaN/Inf keeps its momentum and passes that
@@ -333,7 +346,7 @@ def scale_by_muon(
         leaves, treedef = jax.tree.flatten(inputs)
         old_moments = None
         if neuron_norm:
-            if state.neuron_second_moment is None:
+            if not isinstance(state, ScaleByNorMuonState):
                 raise ValueError(Messages.STATE_MISSING.format(
                     why="neuron_norm=True, but the state has no neuron_second_moment (it was made without "
                         "neuron_norm)"))
@@ -342,17 +355,17 @@ def scale_by_muon(
             leaves, _leaf_axes(matrix_axes, inputs), eps=eps, ns_iters=ns_iters, method=method,
             rms_scale=rms_scale, adjust_lr=adjust_lr, orthogonalize_dtype=orthogonalize_dtype,
             normalization=normalization, neuron_moments=old_moments, neuron_beta2=neuron_beta2)
-        second_moment = state.neuron_second_moment
-        if old_moments is not None:
-            # A leaf whose gradient had a NaN/Inf keeps its second moment, as it keeps its momentum.
-            second_moment = jax.tree.unflatten(treedef, [
-                old if _is_masked(old) else jnp.where(f, new, old)
-                for new, old, f in zip(new_moments, old_moments, jax.tree.leaves(finite), strict=True)])
         directions = jax.tree.map(lambda u, g, f: jnp.where(f, u, g), jax.tree.unflatten(treedef, directions),
                                   updates, finite)
+        momentum = optax.tree.cast(momentum, momentum_dtype)
         nonfinite_steps = jax.tree.map(lambda c, f: c + (~f).astype(c.dtype), state.nonfinite_steps, finite)
-        return directions, ScaleByMuonState(momentum=optax.tree.cast(momentum, momentum_dtype),
-                                            nonfinite_steps=nonfinite_steps, neuron_second_moment=second_moment)
+        if old_moments is None:
+            return directions, ScaleByMuonState(momentum, nonfinite_steps)
+        # A leaf whose gradient had a NaN/Inf keeps its second moment, as it keeps its momentum.
+        second_moment = jax.tree.unflatten(treedef, [
+            old if _is_masked(old) else jnp.where(f, new, old)
+            for new, old, f in zip(new_moments, old_moments, jax.tree.leaves(finite), strict=True)])
+        return directions, ScaleByNorMuonState(momentum, nonfinite_steps, second_moment)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -377,7 +390,7 @@ def _validate(**hyperparameters: Any) -> None:
     """
     values = {k: _concrete(v) for k, v in hyperparameters.items()}
     for key, value in values.items():
-        if value is None and key in ("beta", "weight_decay", "eps"):
+        if value is None and key in ("beta", "weight_decay", "eps", "neuron_beta2"):
             values[key] = 0.0 if key != "eps" else DEFAULTS["eps"]  # traced: stands in for a valid value
     validate_hyperparameters(**values)
 
@@ -579,7 +592,7 @@ def muon_with_adamw(
 
 
 def _is_muon_state(x: Any) -> bool:
-    return isinstance(x, ScaleByMuonState)
+    return isinstance(x, (ScaleByMuonState, ScaleByNorMuonState))
 
 
 def export_state(opt_state: optax.OptState) -> dict[str, dict[str, np.ndarray]]:
@@ -591,7 +604,7 @@ def export_state(opt_state: optax.OptState) -> dict[str, dict[str, np.ndarray]]:
         raise ValueError(Messages.STATE_MISSING.format(why=f"it holds {len(found)} Muon states, not one"))
     (state,) = found
     steps = dict(jax.tree_util.tree_flatten_with_path(state.nonfinite_steps)[0])
-    moments = dict(jax.tree_util.tree_flatten_with_path(state.neuron_second_moment)[0])
+    moments = dict(jax.tree_util.tree_flatten_with_path(getattr(state, "neuron_second_moment", None))[0])
     out = {}
     for path, m in jax.tree_util.tree_flatten_with_path(state.momentum)[0]:
         m = np.asarray(m.astype(jnp.float32) if m.dtype == jnp.bfloat16 else m)
@@ -616,7 +629,7 @@ def import_state(opt_state: optax.OptState, portable: dict[str, dict[str, np.nda
             raise ValueError(Messages.STATE_MISSING.format(
                 why=f"it has entries for {unknown}, which are not parameters under Muon"))
 
-        def load(path: Any, m: Array, what: str) -> Array:
+        def load(path: Any, m: Array, *, what: str) -> Array:
             entry = portable.get(_path_name(path))
             if entry is None or what not in entry:
                 return m  # a second moment the entry lacks starts from zero, as a fresh NorMuon does
@@ -626,12 +639,7 @@ def import_state(opt_state: optax.OptState, portable: dict[str, dict[str, np.nda
                                                                 shape=tuple(m.shape)))
             return jnp.asarray(entry[what]).astype(m.dtype)
 
-        return ScaleByMuonState(
-            momentum=jax.tree_util.tree_map_with_path(lambda p, m: load(p, m, "momentum"), state.momentum),
-            nonfinite_steps=jax.tree_util.tree_map_with_path(lambda p, c: load(p, c, "nonfinite_steps"),
-                                                             state.nonfinite_steps),
-            neuron_second_moment=jax.tree_util.tree_map_with_path(
-                lambda p, v: load(p, v, "neuron_second_moment"), state.neuron_second_moment),
-        )
+        return type(state)(*(jax.tree_util.tree_map_with_path(functools.partial(load, what=what), tree)
+                             for what, tree in zip(state._fields, state, strict=True)))
 
     return jax.tree.map(replace, opt_state, is_leaf=_is_muon_state)

@@ -126,8 +126,9 @@ def run_jax(config: dict[str, Any], params: dict[str, np.ndarray], grads: list[d
     step_fn = jax.jit(step) if jit else step
     for g in grads:
         p, state = step_fn(p, state, {k: jnp.asarray(v, dtype=dtype) for k, v in layout(g).items()})
-    momenta = [s.momentum for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, muon_jax.ScaleByMuonState))
-               if isinstance(s, muon_jax.ScaleByMuonState)]
+    states = (muon_jax.ScaleByMuonState, muon_jax.ScaleByNorMuonState)
+    momenta = [s.momentum for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, states))
+               if isinstance(s, states)]
     momentum = {k: v for k, v in momenta[0].items() if not isinstance(v, optax.MaskedNode)}
     as_numpy = lambda tree: {k: np.asarray(v, dtype=np.float64) for k, v in layout(tree).items()}  # noqa: E731
     return as_numpy(p), as_numpy(momentum)

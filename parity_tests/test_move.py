@@ -89,6 +89,12 @@ class JaxRun:
 
 
 CONFIG = dict(method="polar_express", weight_decay=0.1, clip_grad_norm=2.0, nesterov=True)
+#: The same, with NorMuon: its per-neuron second moments move too ((out, 1) in torch, (1, out) in Flax).
+CONFIGS = {"muon": CONFIG, "neuron_norm": {**CONFIG, "neuron_norm": True}}
+
+
+def _without_second_moments(portable: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {k: v for k, v in entry.items() if k != "neuron_second_moment"} for name, entry in portable.items()}
 # Tolerances: as in test_parity_grid.py (float64 with eps=1e-16, float32 with the default eps).
 # The (n+1) eps term of the normalisation counts the columns of each framework's layout, so
 # a moved run could differ from a straight one by that term; measured: float64 3.5e-16,
@@ -96,10 +102,11 @@ CONFIG = dict(method="polar_express", weight_decay=0.1, clip_grad_norm=2.0, nest
 CASES = [(np.float64, torch.float64, 1e-16, 1e-12), (np.float32, torch.float32, 1e-8, 1e-5)]
 
 
+@pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("np_dtype,torch_dtype,eps,tol", CASES, ids=["float64", "float32"])
-def test_torch_to_jax(np_dtype: Any, torch_dtype: torch.dtype, eps: float, tol: float) -> None:
+def test_torch_to_jax(np_dtype: Any, torch_dtype: torch.dtype, eps: float, tol: float, name: str) -> None:
     params, grads = _inputs()
-    config = {**CONFIG, "eps": eps}
+    config = {**CONFIGS[name], "eps": eps}
     straight = JaxRun(params, np_dtype, config)
     for g in grads:
         straight.step(g)
@@ -118,12 +125,20 @@ def test_torch_to_jax(np_dtype: Any, torch_dtype: torch.dtype, eps: float, tol: 
     for g in grads[10:]:
         fresh.step(g)
     assert max_rel_err(fresh.numpy(), straight.numpy(), params) > 1e3 * tol
+    if name == "neuron_norm":  # ... and so does continuing with the momentum but not the second moments
+        assert all("neuron_second_moment" in portable[k] for k in ("layers/0/kernel", "layers/2/kernel"))
+        partial = JaxRun(first.numpy(), np_dtype, config)
+        partial.state = muon_jax.import_state(partial.state, _without_second_moments(portable))
+        for g in grads[10:]:
+            partial.step(g)
+        assert max_rel_err(partial.numpy(), straight.numpy(), params) > 100 * tol  # measured 2.9e-3
 
 
+@pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("np_dtype,torch_dtype,eps,tol", CASES, ids=["float64", "float32"])
-def test_jax_to_torch(np_dtype: Any, torch_dtype: torch.dtype, eps: float, tol: float) -> None:
+def test_jax_to_torch(np_dtype: Any, torch_dtype: torch.dtype, eps: float, tol: float, name: str) -> None:
     params, grads = _inputs()
-    config = {**CONFIG, "eps": eps}
+    config = {**CONFIGS[name], "eps": eps}
     straight = TorchRun(params, torch_dtype, config)
     for g in grads:
         straight.step(g)
@@ -139,6 +154,13 @@ def test_jax_to_torch(np_dtype: Any, torch_dtype: torch.dtype, eps: float, tol: 
     assert max_rel_err(moved.numpy(), straight.numpy(), params) <= tol
     assert set(muon_jax.export_state(first.state)) == {"layers/0/kernel", "layers/0/bias", "layers/2/kernel",
                                                        "layers/2/bias"}
+    if name == "neuron_norm":
+        assert moved.opt.state[moved.params["0.weight"]]["neuron_second_moment"].shape == (16, 1)
+        partial = TorchRun(first.numpy(), torch_dtype, config)
+        muon_torch.import_state(partial.opt, partial.params.items(), _without_second_moments(portable))
+        for g in grads[10:]:
+            partial.step(g)
+        assert max_rel_err(partial.numpy(), straight.numpy(), params) > 100 * tol  # measured 2.9e-3
 
 
 def test_import_refuses_a_state_for_other_parameters() -> None:

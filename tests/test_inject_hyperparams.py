@@ -55,3 +55,26 @@ def test_inject_hyperparams_over_scale_by_muon_and_its_checks() -> None:
         jax.jit(injected.update)(params, injected.init(params), params)
     static = optax.inject_hyperparams(muon_jax.muon, static_args=("ns_iters",))(learning_rate=0.02, ns_iters=5)
     jax.jit(static.update)(params, static.init(params), params)
+
+
+def test_inject_hyperparams_with_neuron_norm() -> None:
+    """``neuron_beta2`` is injected (an array, traced under jit) and equals the plain run; the
+    flag ``neuron_norm`` stays static (optax does not inject booleans)."""
+    rng = np.random.default_rng(1)
+    params = {"w": jnp.asarray(rng.standard_normal((5, 3))), "b": jnp.ones(3)}
+    grads = [jax.tree.map(lambda p, i=i: jnp.sin(p + i), params) for i in range(3)]
+    tx = optax.inject_hyperparams(muon_jax.muon)(learning_rate=0.02, neuron_norm=True, neuron_beta2=0.8)
+    plain = muon_jax.muon(0.02, neuron_norm=True, neuron_beta2=0.8)
+    state, plain_state = tx.init(params), plain.init(params)
+    assert set(state.hyperparams) >= {"learning_rate", "neuron_beta2"} and "neuron_norm" not in state.hyperparams
+    update = jax.jit(tx.update)
+    for g in grads:
+        updates, state = update(g, state, params)
+        expected, plain_state = plain.update(g, plain_state, params)
+        chex.assert_trees_all_close(updates, expected, rtol=1e-12, atol=0)
+    chex.assert_trees_all_close(state.inner_state[0].neuron_second_moment, plain_state[0].neuron_second_moment,
+                                rtol=1e-12, atol=0)
+    state.hyperparams["neuron_beta2"] = jnp.asarray(0.5)  # takes effect: the second moments move elsewhere
+    _, changed = update(grads[0], state, params)
+    _, kept = plain.update(grads[0], plain_state, params)
+    assert not np.allclose(changed.inner_state[0].neuron_second_moment["w"], kept[0].neuron_second_moment["w"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import pathlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -86,6 +86,8 @@ TORCH_CONFIGS: dict[str, tuple[bool, Callable[[_Net], muon_torch.Muon]]] = {
     "svd-clip": (False, lambda m: muon_torch.Muon(m.parameters(), lr=0.02, method="svd", clip_grad_norm=0.005)),
     "bf16_momentum": (False, lambda m: muon_torch.Muon(m.parameters(), lr=0.02, momentum_dtype="bfloat16")),
     "adamw_hybrid": (True, _hybrid),
+    "neuron_norm": (False, lambda m: muon_torch.Muon(m.parameters(), lr=0.02, method="polar_express",
+                                                     neuron_norm=True, neuron_beta2=0.9)),
 }
 
 # torch.optim.Optimizer.load_state_dict casts every state tensor except "step" to its
@@ -282,6 +284,9 @@ JAX_CONFIGS: dict[str, tuple[bool, Callable[[], optax.GradientTransformation]]] 
         optax.cosine_decay_schedule(0.02, STEPS), method="quintic", nesterov=True, momentum_dtype="bfloat16")),
     "adamw_hybrid": (True, lambda: muon_jax.muon_with_adamw(
         0.02, adamw_lr=3e-3, adamw_betas=(0.8, 0.95), adamw=("embed",))),
+    # The per-neuron second moments, with MaskedNodes for the AdamW leaves and the non-matrices.
+    "neuron_norm_hybrid": (True, lambda: muon_jax.muon_with_adamw(
+        0.02, method="polar_express", neuron_norm=True, neuron_beta2=0.9, adamw=("embed",))),
 }
 
 
@@ -396,3 +401,28 @@ def test_torch_state_dict_saved_by_0_1_resumes_exactly(drop: tuple[str, ...]) ->
     _fixture_run(range(2, 4), resumed_model, resumed)
     for a, b in zip(model.parameters(), resumed_model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+class _ScaleByMuonState01(NamedTuple):
+    """``muon_jax.ScaleByMuonState`` as version 0.1 defined it (and saved it in checkpoints)."""
+
+    momentum: Any
+    nonfinite_steps: Any
+
+
+def test_orbax_checkpoint_saved_by_0_1_restores(tmp_path: pathlib.Path) -> None:
+    """A state saved by 0.1 restores into today's default state: orbax refuses a restore whose
+    structure differs from the saved one (e.g. a field added to ScaleByMuonState)."""
+    _, make = JAX_CONFIGS["ns"]
+    tx = make()
+    params = _jax_params(False, seed=0)
+    params, state = _jax_train(_jax_step_fn(tx), params, tx.init(params), range(SPLIT))
+    saved = (_ScaleByMuonState01(*state[0]), *state[1:])
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(tmp_path / "v01", {"opt_state": saved})
+        checkpointer.wait_until_finished()
+    like = {"opt_state": tx.init(params)}
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(tmp_path / "v01", jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
+    assert type(restored["opt_state"][0]) is muon_jax.ScaleByMuonState
+    chex.assert_trees_all_equal(restored["opt_state"], state)
