@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ __all__ = [
     "LR_GRIDS",
     "METRICS",
     "TASKS",
+    "VARIANTS",
     "Config",
     "RunResult",
     "Task",
@@ -56,6 +58,9 @@ class Config:
 #: a hybrid gives its AdamW part the same peak lr as its Muon part (ours: ``RECIPE.adamw_lr_ratio``).
 CONFIGS: dict[str, Config] = {c.key: c for c in (
     Config("recommended", "**ours: `recommended`**", True, "adamw"),
+    # Candidates for the recipe (issue: past the anchors), each the recipe with one change:
+    Config("recommended_normuon", "ours: `recommended` + NorMuon (`neuron_norm`)", True, "adamw"),
+    Config("recommended_aol4", "ours: `recommended` + AOL start, 4 steps", True, "adamw"),
     # Muon(params, lr) / muon(lr): cubic Newton–Schulz, beta 0.9, wd 0.01, every matrix (the reference).
     Config("ns", "ours: reference defaults (`ns`)", True, "spectral"),
     Config("adamw", "AdamW (β 0.9, 0.95; wd 0.1)", False, "adamw", adamw=True),
@@ -71,6 +76,13 @@ CONFIGS: dict[str, Config] = {c.key: c for c in (
     Config("optax_muon_hybrid", "optax.contrib.muon(consistent_rms=0.2, adam_b2=0.95), Adam(embed, head, "
            "non-matrix)", False, "adamw", tuned=True),
 )}
+
+#: The recipe candidates: the options each one adds to ``recommended()`` (both frameworks).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "recommended": {},
+    "recommended_normuon": {"neuron_norm": True},
+    "recommended_aol4": {"normalization": "aol", "ns_iters": 4},
+}
 
 #: What every run measures at each eval step, in this order (accuracy: NaN where it does not apply).
 METRICS = ("held_out", "train", "accuracy")
@@ -103,11 +115,13 @@ class Task:
         return np.arange(0, self.steps + 1, self.eval_every)
 
 
+_CANDIDATES = ("recommended_normuon", "recommended_aol4")
 _FULL = {
-    "torch": ("recommended", "ns", "adamw", "adamw_default", "torch_muon", "torch_muon_hybrid"),
-    "jax": ("recommended", "ns", "adamw", "adamw_default", "optax_muon", "optax_muon_hybrid"),
+    "torch": ("recommended", *_CANDIDATES, "ns", "adamw", "adamw_default", "torch_muon", "torch_muon_hybrid"),
+    "jax": ("recommended", *_CANDIDATES, "ns", "adamw", "adamw_default", "optax_muon", "optax_muon_hybrid"),
 }
-_LM = {"torch": ("recommended", "adamw", "torch_muon_hybrid"), "jax": ("recommended", "adamw", "optax_muon_hybrid")}
+_LM = {"torch": ("recommended", *_CANDIDATES, "adamw", "torch_muon_hybrid"),
+       "jax": ("recommended", *_CANDIDATES, "adamw", "optax_muon_hybrid")}
 
 # LM sizing, measured on this 2-core machine, one thread per framework, d 128, 4 blocks, context 128, batch 16:
 # a training step of `recommended` took ~200 ms in torch and ~310 ms in JAX with nothing else running, and

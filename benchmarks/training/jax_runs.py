@@ -18,7 +18,7 @@ import numpy as np
 import optax
 import optax.contrib
 from charlm_flax import build_charlm, matrix_axes
-from common import Task
+from common import VARIANTS, Task
 from data import Digits, Text, batch_indices, eval_windows, window_starts
 from digits_flax import MLP
 from flax import nnx
@@ -62,7 +62,7 @@ def _wsd(peak: Any, total_steps: int) -> optax.Schedule:
     return lambda count: peak * unit(count)
 
 
-def recommended_tx(peak: Any, total_steps: int, axes: Any) -> optax.GradientTransformation:
+def recommended_tx(peak: Any, total_steps: int, axes: Any, **overrides: Any) -> optax.GradientTransformation:
     """What ``muon_jax.recommended(total_steps, peak, matrix_axes=axes)`` builds, with the schedules of the peers.
 
     ``recommended`` also takes a traced ``peak`` now, but folds it into ``linear_schedule``; this
@@ -71,7 +71,7 @@ def recommended_tx(peak: Any, total_steps: int, axes: Any) -> optax.GradientTran
     """
     return muon_jax.muon_with_adamw(
         _wsd(peak, total_steps), adamw_lr=_wsd(peak * RECIPE.adamw_lr_ratio, total_steps),
-        adamw_betas=RECIPE.adamw_betas, adamw=RECIPE.adamw, matrix_axes=axes, **RECIPE.muon_options())
+        adamw_betas=RECIPE.adamw_betas, adamw=RECIPE.adamw, matrix_axes=axes, **{**RECIPE.muon_options(), **overrides})
 
 
 def check_recommended(params: Params, total_steps: int, axes: Any, lr: float = 0.01, steps: int = 3) -> None:
@@ -94,8 +94,8 @@ def make_tx(key: str, peak: Any, total_steps: int, stacked: bool) -> optax.Gradi
     """
     axes = matrix_axes if stacked else None
     lr = _wsd(peak, total_steps)
-    if key == "recommended":
-        return recommended_tx(peak, total_steps, axes)
+    if key in VARIANTS:
+        return recommended_tx(peak, total_steps, axes, **VARIANTS[key])
     if key == "ns":
         return muon_jax.muon(lr, matrix_axes=axes)
     if key == "adamw":

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from charlm_torch import build_charlm
-from common import Task
+from common import VARIANTS, Task
 from data import Digits, Text, batch_indices, eval_windows, window_starts
 from digits_torch import build_mlp
 from torch import nn
@@ -41,8 +41,8 @@ def make_optimizers(key: str, model: nn.Module, lr: float, total_steps: int) -> 
     def wsd(opt: torch.optim.Optimizer) -> tuple[torch.optim.Optimizer, Any]:
         return opt, muon_torch.warmup_stable_decay(opt, total_steps)
 
-    if key == "recommended":
-        return [muon_torch.recommended(model, total_steps, lr=lr)]
+    if key in VARIANTS:
+        return [muon_torch.recommended(model, total_steps, lr=lr, **VARIANTS[key])]
     if key == "ns":
         return [wsd(muon_torch.Muon(model.parameters(), lr=lr))]
     if key == "adamw":
