@@ -39,7 +39,8 @@ ADJUST_LR: tuple[str, ...] = ("original", "match_rms_adamw")
 #: ``normalization`` choices: how Newton–Schulz scales its input before the first step.
 #: ``"frobenius"`` (the reference) divides by ``||G||_F``; ``"aol"`` (Turbo-Muon, Boissin et al.
 #: 2025, arXiv:2512.04632) rescales by ``(sum_j |G G^T|_ij)^(-1/2)`` per row of the small side,
-#: which bounds the spectral norm by 1 while starting the singular values much closer to it.
+#: which bounds the spectral norm by 1 at no extra matmul. Being a row scaling, it also changes
+#: the singular vectors: the iteration then tends to the polar factor of the rescaled matrix.
 NORMALIZATIONS: tuple[str, ...] = ("frobenius", "aol")
 
 #: Reduced-precision choices for ``momentum_dtype`` and ``orthogonalize_dtype``.
@@ -66,7 +67,8 @@ class NSMethod(NamedTuple):
 
     Step ``k`` maps ``X <- a X + b (X X^T) X + c (X X^T)^2 X`` with ``(a, b, c) =
     coefficients[k]``; the last triple repeats when more steps are asked for.
-    ``X0 = G / (norm_scale * sqrt(||G||_F^2 + (n+1) eps))``.
+    ``X0 = G / (norm_scale * sqrt(||G||_F^2 + (n+1) eps))`` under the reference's
+    Frobenius normalisation (see ``newton_schulz`` of either twin for ``"aol"``).
     """
 
     coefficients: tuple[Coefficients, ...]

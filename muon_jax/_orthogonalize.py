@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax.numpy as jnp
-from jax import Array
+from jax import Array, lax
 from jax.typing import ArrayLike
 
 from muon_common import DEFAULTS, Messages, ns_schedule, validate_hyperparameters
@@ -16,28 +16,59 @@ Method = str | Sequence[Sequence[float]]
 
 
 def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], eps: float,
-                  norm_scale: float = 1.0, compute_dtype: str | None = None) -> Array:
+                  norm_scale: float = 1.0, compute_dtype: str | None = None,
+                  normalization: str = "frobenius") -> Array:
     r"""Odd-polynomial Newton–Schulz iteration on every trailing matrix of ``G``.
 
-    ``X0 = G / (s sqrt(||G||_F^2 + (n + 1) eps))`` with ``n = G.shape[-1]`` (the
-    reference's trace normalisation of ``G^T G + eps I``; ``s = norm_scale``), then per step
-    ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, with ``X X^T`` formed on the
-    smaller side of the matrix. For ``c = 0`` this costs two matmuls a step.
-    With ``compute_dtype="bfloat16"`` the steps run in bfloat16 (the normalisation in
-    ``G``'s dtype) and the result is cast back.
+    Per step ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, with ``X X^T`` formed on the
+    smaller side of the matrix (``X`` is ``s x l``, ``s <= l``). For ``c = 0`` this costs two
+    matmuls a step, otherwise three. With ``compute_dtype="bfloat16"`` the steps run in
+    bfloat16 and the result is cast back. The start ``X0`` depends on ``normalization``
+    (``k = norm_scale``, the method's safety factor):
+
+    * ``"frobenius"`` (the reference): ``X0 = G / (k sqrt(||G||_F^2 + (n + 1) eps))`` with
+      ``n = G.shape[-1]``, the trace normalisation of ``G^T G + eps I``; computed in ``G``'s
+      dtype.
+    * ``"aol"`` (Turbo-Muon): with ``S = X X^T`` on the small side,
+      ``X0 = D X``, ``D = diag(d)``, ``d_i = 1 / (k sqrt(sum_j |S_ij| + eps))``: the
+      almost-orthogonal-layer rescaling of ``S + eps I``. By the Schur test
+      ``||X0||_2 <= 1 / k``, usually with a larger smallest singular value than the
+      Frobenius start. The first step reuses ``S`` as ``X0 X0^T = D S D`` (an elementwise
+      scaling), so the matmul count is unchanged. ``S`` is formed in the compute dtype like
+      every step's Gram matrix; the row sums (clamped below at the smallest normal number,
+      so that a row whose squares underflow keeps a finite ``d``), ``d``, ``D X`` and
+      ``D S D`` are computed in float32 (or ``G``'s dtype if wider) and rounded once.
+      ``D`` is not a multiple of ``I`` unless all row sums are equal, so ``X0`` has other
+      singular vectors than ``G``: the iteration tends to the polar factor of ``D X``,
+      which differs from that of ``G`` by a rotation (``R U V^T`` with ``R`` orthogonal,
+      ``s x s``). The two agree for equal row sums; ``benchmarks/quality.py`` measures the
+      gap (0.7% relative on a Gaussian matrix, 43% on a real momentum matrix). The
+      method's coefficients are applied as they are; Turbo-Muon's code instead runs the
+      last four triples of Dion's five-step table.
+
+    ``G`` is first divided by its largest entry ``m`` (the same ``X0`` in exact arithmetic,
+    with ``eps`` read as ``eps / m^2``): ``||G||^2`` and ``G G^T`` would overflow float32 for
+    entries above ~1e19 and underflow below ~1e-19. So a zero matrix maps to zero and an
+    input far below ``sqrt(eps)`` to nearly zero, as in the reference.
 
     The reference also adds ``eps I`` inside its iteration; that shift moves the
     result by about ``30 eps / ||G||_F^2`` relative (measured, 5 steps) and is
     not applied here.
+
+    References:
+      Boissin, Massena, Mamalet, Serrurier (2025), "Turbo-Muon: Accelerating
+      Orthogonality-Based Optimization with Pre-Conditioning", arXiv:2512.04632, and its
+      code (github.com/thib-s/flash-newton-schulz, ``NS_ours``): the AOL rescaling fused into
+      the first step. Prach and Lampert (2022), "Almost-Orthogonal Layers for Efficient
+      General-Purpose Lipschitz Networks", arXiv:2208.03160: ``d`` and the bound.
     """
     rows, cols = G.shape[-2:]
-    # Divide by the largest entry first (the same X0 in exact arithmetic): ||G||^2 would
-    # overflow float32 for entries above ~1e19 and underflow below ~1e-19.
     s = jnp.max(jnp.abs(G), axis=(-2, -1), keepdims=True)
     s = jnp.where(s > 0, s, jnp.ones_like(s))
     X = G / s
-    sq = jnp.sum(jnp.square(X), axis=(-2, -1), keepdims=True)
-    X = X / (jnp.sqrt(sq + (cols + 1) * eps / jnp.square(s)) * norm_scale)
+    if normalization == "frobenius":
+        sq = jnp.sum(jnp.square(X), axis=(-2, -1), keepdims=True)
+        X = X / (jnp.sqrt(sq + (cols + 1) * eps / jnp.square(s)) * norm_scale)
     if compute_dtype is not None:
         X = X.astype(compute_dtype)
     # Each step accumulates in float32 at least and rounds once, as torch's fused
@@ -50,12 +81,21 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
     transposed = rows > cols
     if transposed:
         X = jnp.swapaxes(X, -1, -2)
+    A = None  # the next step's Gram matrix, when the normalisation has formed it already
+    if normalization == "aol":
+        S = mm(X, jnp.swapaxes(X, -1, -2)).astype(X.dtype).astype(acc)
+        row_sums = jnp.sum(jnp.abs(S), axis=-1, keepdims=True) + eps / jnp.square(s.astype(acc))
+        d = lax.rsqrt(jnp.maximum(row_sums, jnp.finfo(acc).tiny)) / norm_scale
+        A = (d * S * jnp.swapaxes(d, -1, -2)).astype(X.dtype)
+        X = (d * X.astype(acc)).astype(X.dtype)
     for a, b, c in coefficients:
-        A = mm(X, jnp.swapaxes(X, -1, -2)).astype(X.dtype)
+        if A is None:
+            A = mm(X, jnp.swapaxes(X, -1, -2)).astype(X.dtype)
         if c != 0.0:
             A = (b * A.astype(acc) + c * mm(A, A)).astype(X.dtype)
             b = 1.0
         X = (a * X.astype(acc) + b * mm(A, X)).astype(X.dtype)
+        A = None
     if transposed:
         X = jnp.swapaxes(X, -1, -2)
     return X.astype(G.dtype)
@@ -82,7 +122,7 @@ def orthogonalize_(G: Array, method: Method, ns_iters: int, eps: float,
     if method == "svd":
         return svd_polar(G)
     coefficients, norm_scale = ns_schedule(method, ns_iters)
-    return newton_schulz(G, coefficients, eps, norm_scale, dtype)
+    return newton_schulz(G, coefficients, eps, norm_scale, dtype, normalization)
 
 
 def orthogonalize(
@@ -91,6 +131,7 @@ def orthogonalize(
     ns_iters: int = DEFAULTS["ns_iters"],
     eps: float = DEFAULTS["eps"],
     dtype: str | None = None,
+    normalization: str = DEFAULTS["normalization"],
 ) -> Array:
     r"""Approximate the polar factor ``G (G^T G)^{-1/2}`` of each trailing matrix.
 
@@ -101,18 +142,23 @@ def orthogonalize(
         ``"quintic"`` (Keller Jordan's), ``"polar_express"`` (Amsel et al. 2025), a list of
         per-step ``(a, b, c)`` triples, or ``"svd"`` (exact ``U V^T``).
       ns_iters: Newton–Schulz steps (ignored by ``"svd"``).
-      eps: stabiliser of the Frobenius normalisation.
+      eps: stabiliser of the starting normalisation.
       dtype: ``"bfloat16"`` runs the Newton–Schulz steps in bfloat16; ``None`` in
         ``G``'s dtype.
+      normalization: how the Newton–Schulz input is scaled before the first step:
+        ``"frobenius"`` (the reference, ``G / ||G||_F``) or ``"aol"`` (Turbo-Muon's
+        per-row rescaling ``D G = diag(sum_j |G G^T|_ij)^(-1/2) G`` on the smaller side, at
+        no extra matmul; the steps then tend to the polar factor of ``D G``, not of ``G``:
+        see :func:`newton_schulz`). Not allowed with ``"svd"``.
 
     Returns:
       An array of the shape and dtype of ``G``.
     """
     validate_hyperparameters(
         beta=DEFAULTS["beta"], weight_decay=0.0, eps=eps, ns_iters=ns_iters, method=method,
-        rms_scale=True, clip_grad_norm=None, orthogonalize_dtype=dtype,
+        rms_scale=True, clip_grad_norm=None, orthogonalize_dtype=dtype, normalization=normalization,
     )
     G = jnp.asarray(G)
     if G.ndim < 2:
         raise ValueError(Messages.ORTHOGONALIZE_NDIM.format(shape=tuple(G.shape)))
-    return orthogonalize_(G, method, ns_iters, eps, dtype)
+    return orthogonalize_(G, method, ns_iters, eps, dtype, normalization)

@@ -61,13 +61,25 @@ def orthogonalize_stacked(m: np.ndarray, rows: tuple[int, ...], cols: tuple[int,
 
 
 def orthogonalize_polynomial(G: np.ndarray, steps: list[tuple[float, float, float]], norm_scale: float,
-                             eps: float) -> np.ndarray:
-    """The odd-polynomial iteration ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, as written."""
-    X = G / (norm_scale * np.sqrt(np.sum(G * G) + (G.shape[1] + 1) * eps))
+                             eps: float, normalization: str = "frobenius") -> np.ndarray:
+    """The odd-polynomial iteration ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, as written.
+
+    ``normalization="frobenius"`` starts from ``G / (norm_scale sqrt(||G||_F^2 + (n+1) eps))``;
+    ``"aol"`` from ``diag(d) X`` on the small side ``X`` (``G`` or ``G^T``, fewer rows), with
+    ``d_i = 1 / (norm_scale sqrt(sum_j |X X^T|_ij + eps))``.
+    """
+    transposed = normalization == "aol" and G.shape[0] > G.shape[1]  # AOL scales the rows of the small side
+    X = G.T if transposed else G
+    if normalization == "aol":
+        S = X @ X.T
+        d = 1.0 / (norm_scale * np.sqrt(np.sum(np.abs(S), axis=1) + eps))
+        X = d[:, None] * X
+    else:
+        X = X / (norm_scale * np.sqrt(np.sum(G * G) + (G.shape[1] + 1) * eps))
     for a, b, c in steps:
         A = X @ X.T
         X = a * X + b * (A @ X) + c * (A @ A @ X)
-    return X
+    return X.T if transposed else X
 
 
 def to_bfloat16(x: np.ndarray) -> np.ndarray:
