@@ -110,6 +110,7 @@ class OracleMuon:
     momentum_dtype: str | None = None
     neuron_norm: bool = False
     neuron_beta2: float = 0.95
+    normalization: str = "frobenius"
     #: name -> (row axes, col axes) for stacked matrices; others follow the 2-D rule.
     matrix_axes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     #: names of the params optimised by AdamW, and its (lr, beta1, beta2).
@@ -136,14 +137,14 @@ class OracleMuon:
     def _orthogonalize(self, m: np.ndarray) -> np.ndarray:
         if self.method == "svd":
             return orthogonalize_svd(m)
-        if self.method == "ns":
+        if self.method == "ns" and self.normalization == "frobenius":
             return orthogonalize_ns(m, self.ns_iters, self.eps)
         if isinstance(self.method, str):
             table, norm_scale = NS_METHODS[self.method].coefficients, NS_METHODS[self.method].norm_scale
         else:
             table, norm_scale = tuple(self.method), 1.0
         steps = [table[min(k, len(table) - 1)] for k in range(self.ns_iters)]
-        return orthogonalize_polynomial(m, steps, norm_scale, self.eps)
+        return orthogonalize_polynomial(m, steps, norm_scale, self.eps, self.normalization)
 
     def _lr_factor(self, fan_out: int, fan_in: int) -> float:
         if self.adjust_lr == "original":

@@ -31,6 +31,8 @@ CASES: dict[str, dict[str, Any]] = {
     "adjust_lr_original": dict(adjust_lr="original"),
     "adjust_lr_match_rms_adamw": dict(adjust_lr="match_rms_adamw", method="polar_express"),
     "momentum_bfloat16": dict(momentum_dtype="bfloat16", clip_grad_norm=0.3),
+    "aol": dict(normalization="aol", method="polar_express", ns_iters=4),
+    "aol_ns": dict(normalization="aol"),
     "neuron_norm": dict(neuron_norm=True),
     "neuron_norm_recipe": dict(neuron_norm=True, neuron_beta2=0.9, method="polar_express", nesterov=True,
                                adjust_lr="match_rms_adamw", clip_grad_norm=0.3),
