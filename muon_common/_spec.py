@@ -96,6 +96,44 @@ def _polar_express() -> NSMethod:
     return NSMethod(steps, norm_scale=safety)
 
 
+#: Gram Newton–Schulz re-forms its Gram matrix from the iterate before every step ``k`` with
+#: ``k % GRAM_RESTART_EVERY == 0`` (``k > 0``): iterated on its own, ``A <- p(A) A p(A)`` drifts
+#: from positive semidefinite in float32 and bfloat16, and a negative eigenvalue then grows
+#: without bound (NaN after 20-30 steps, measured); re-formed, ``A = X X^T`` is PSD to rounding.
+GRAM_RESTART_EVERY = 3
+
+
+def gram_costs(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> tuple[int, int]:
+    """Multiply-adds of Newton–Schulz on a ``rows x cols`` matrix: ``(standard, gram)``.
+
+    With ``s <= l`` its sides: a standard step forms ``A = X X^T`` and ``A X`` (``2 s^2 l``),
+    plus ``A^2`` when ``c != 0`` (``s^3``). The Gram form (Dao-AILab's gram-newton-schulz)
+    iterates on the ``s x s`` Gram matrix alone: ``X_k = Q_k X_0`` with ``Q <- p(A) Q`` and
+    ``A <- p(A) A p(A)``, ``p(A) = a I + b A + c A^2``, so a step costs ``s^3`` matmuls only;
+    it forms ``A`` once and ``Q X_0`` at the end (``s^2 l`` each), and each restart
+    (:data:`GRAM_RESTART_EVERY`) both again.
+    """
+    s, l = min(rows, cols), max(rows, cols)
+    big, small = s * s * l, s * s * s
+    standard = sum(2 * big + (small if c != 0.0 else 0) for _, _, c in coefficients)
+    gram = 2 * big  # the first A, and the final Q X
+    last = len(coefficients) - 1
+    for k, (_, _, c) in enumerate(coefficients):
+        restart = k > 0 and k % GRAM_RESTART_EVERY == 0
+        gram += 2 * big if restart else 0
+        gram += small if c != 0.0 else 0  # A^2
+        gram += small if k > 0 and not restart else 0  # Q <- P Q
+        gram += 2 * small if k < last and (k + 1) % GRAM_RESTART_EVERY != 0 else 0  # A <- P A P
+    return standard, gram
+
+
+def use_gram(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> bool:
+    """Whether the Gram form of Newton–Schulz is the cheaper on a ``rows x cols`` matrix
+    (rectangular enough: about 2:1 for five quintic steps, 3:1 for the cubic ``ns``)."""
+    standard, gram = gram_costs(rows, cols, coefficients)
+    return gram < standard
+
+
 #: The named iterative methods.
 #:
 #: ``ns`` is the reference: the seed computes ``G (G^T G + eps I)^(-1/2)`` with the

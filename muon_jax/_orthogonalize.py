@@ -8,7 +8,14 @@ import jax.numpy as jnp
 from jax import Array, lax
 from jax.typing import ArrayLike
 
-from muon_common import DEFAULTS, Messages, ns_schedule, validate_hyperparameters
+from muon_common import (
+    DEFAULTS,
+    GRAM_RESTART_EVERY,
+    Messages,
+    ns_schedule,
+    use_gram,
+    validate_hyperparameters,
+)
 
 __all__ = ["orthogonalize"]
 
@@ -81,24 +88,69 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
     transposed = rows > cols
     if transposed:
         X = jnp.swapaxes(X, -1, -2)
-    A = None  # the next step's Gram matrix, when the normalisation has formed it already
+    gram = use_gram(rows, cols, coefficients)
+    A = None  # the next step's Gram matrix (in ``acc``), when the normalisation has formed it already
     if normalization == "aol":
-        S = mm(X, jnp.swapaxes(X, -1, -2)).astype(X.dtype).astype(acc)
+        S = mm(X, jnp.swapaxes(X, -1, -2))
+        if not gram:  # rounded like every step's Gram matrix; the Gram form keeps it unrounded
+            S = S.astype(X.dtype).astype(acc)
         row_sums = jnp.sum(jnp.abs(S), axis=-1, keepdims=True) + eps / jnp.square(s.astype(acc))
         d = lax.rsqrt(jnp.maximum(row_sums, jnp.finfo(acc).tiny)) / norm_scale
-        A = (d * S * jnp.swapaxes(d, -1, -2)).astype(X.dtype)
+        A = d * S * jnp.swapaxes(d, -1, -2)
         X = (d * X.astype(acc)).astype(X.dtype)
-    for a, b, c in coefficients:
-        if A is None:
-            A = mm(X, jnp.swapaxes(X, -1, -2)).astype(X.dtype)
-        if c != 0.0:
-            A = (b * A.astype(acc) + c * mm(A, A)).astype(X.dtype)
-            b = 1.0
-        X = (a * X.astype(acc) + b * mm(A, X)).astype(X.dtype)
-        A = None
+    if gram:
+        X = gram_newton_schulz(X, A, coefficients)
+    else:
+        for a, b, c in coefficients:
+            A = mm(X, jnp.swapaxes(X, -1, -2)).astype(X.dtype) if A is None else A.astype(X.dtype)
+            if c != 0.0:
+                A = (b * A.astype(acc) + c * mm(A, A)).astype(X.dtype)
+                b = 1.0
+            X = (a * X.astype(acc) + b * mm(A, X)).astype(X.dtype)
+            A = None
     if transposed:
         X = jnp.swapaxes(X, -1, -2)
     return X.astype(G.dtype)
+
+
+def gram_newton_schulz(X: Array, A: Array | None, coefficients: Sequence[tuple[float, float, float]]) -> Array:
+    r"""The Newton–Schulz steps on a wide ``X`` (``s x l``, ``s < l``) in Gram form.
+
+    With ``p(A) = a I + b A + c A^2``, a step is ``X <- p(A) X`` with ``A = X X^T``; since
+    ``p(A)`` commutes with ``A``, the next Gram matrix is ``p(A) A p(A)``, and
+    ``X_k = Q_k X_0`` with ``Q <- p(A) Q``. So only ``s x s`` matmuls run between the first
+    ``A`` and the final ``Q X_0``; before every step ``k`` with ``k % GRAM_RESTART_EVERY == 0``
+    the iterate and its Gram matrix are formed afresh, which keeps ``A`` positive
+    semidefinite (it drifts in low precision). ``A``, ``p(A)`` and ``Q`` are kept in float32
+    at least, and ``A`` is formed there even from a bfloat16 ``X``: rounded to bfloat16, its
+    zero eigenvalues (a rank-deficient input) turn into negative ones of about ``4e-3``, which
+    ``p`` grows to NaN within ten steps (measured). ``A`` is ``X X^T`` (in float32 at least)
+    if already formed, else ``None``. In exact arithmetic the result is that of the standard
+    steps.
+
+    References:
+      Dao-AILab, gram-newton-schulz (2026): the Gram iteration with restarts, used by
+      microsoft/dion and DeepSpeed for rectangular matrices.
+    """
+    acc = jnp.promote_types(X.dtype, jnp.float32)
+
+    def mm(x: Array, y: Array) -> Array:
+        return jnp.matmul(x, y, preferred_element_type=acc)
+
+    eye = jnp.eye(X.shape[-2], dtype=acc)
+    Q: Array | None = None
+    last = len(coefficients) - 1
+    for k, (a, b, c) in enumerate(coefficients):
+        if Q is not None and k % GRAM_RESTART_EVERY == 0:
+            X, Q, A = mm(Q.astype(X.dtype), X).astype(X.dtype), None, None
+        if A is None:
+            A = mm(X, jnp.swapaxes(X, -1, -2))
+        P = b * A + a * eye
+        if c != 0.0:
+            P = P + c * mm(A, A)
+        Q = P if Q is None else mm(P, Q)
+        A = None if k == last or (k + 1) % GRAM_RESTART_EVERY == 0 else mm(P, mm(A, P))
+    return X if Q is None else mm(Q.astype(X.dtype), X).astype(X.dtype)
 
 
 def svd_polar(G: Array) -> Array:

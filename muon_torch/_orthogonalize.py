@@ -7,7 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from muon_common import DEFAULTS, Messages, ns_schedule, validate_hyperparameters
+from muon_common import (
+    DEFAULTS,
+    GRAM_RESTART_EVERY,
+    Messages,
+    ns_schedule,
+    use_gram,
+    validate_hyperparameters,
+)
 
 __all__ = ["orthogonalize"]
 
@@ -74,25 +81,71 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
     transposed = rows > cols
     if transposed:
         X = X.mT
-    A = None  # the next step's Gram matrix, when the normalisation has formed it already
+    gram = use_gram(rows, cols, coefficients)
+    acc = torch.promote_types(X.dtype, torch.float32)
+    A = None  # the next step's Gram matrix (in ``acc``), when the normalisation has formed it already
     if normalization == "aol":
-        acc = torch.promote_types(X.dtype, torch.float32)
-        S = torch.bmm(X, X.mT).to(acc)
+        # The Gram form keeps its Gram matrices unrounded (see gram_newton_schulz).
+        S = _gram_matrix(X, acc) if gram else torch.bmm(X, X.mT).to(acc)
         row_sums = S.abs().sum(dim=-1, keepdim=True) + eps / s.to(acc).square()
         d = torch.rsqrt(row_sums.clamp_min(torch.finfo(acc).tiny)) / norm_scale
-        A = (d * S * d.mT).to(X.dtype)
+        A = d * S * d.mT
         X = (d * X.to(acc)).to(X.dtype)
-    for a, b, c in coefficients:
-        if A is None:
-            A = torch.bmm(X, X.mT)
-        if c != 0.0:
-            A = torch.baddbmm(A, A, A, beta=b, alpha=c)
-            b = 1.0
-        X = torch.baddbmm(X, A, X, beta=a, alpha=b)
-        A = None
+    if gram:
+        X = gram_newton_schulz(X, A, coefficients)
+    else:
+        for a, b, c in coefficients:
+            A = torch.bmm(X, X.mT) if A is None else A.to(X.dtype)
+            if c != 0.0:
+                A = torch.baddbmm(A, A, A, beta=b, alpha=c)
+                b = 1.0
+            X = torch.baddbmm(X, A, X, beta=a, alpha=b)
+            A = None
     if transposed:
         X = X.mT
     return X.to(G.dtype).reshape(G.shape)
+
+
+def _gram_matrix(X: Tensor, acc: torch.dtype) -> Tensor:
+    """``X X^T`` in ``acc``: exact products of a bfloat16 ``X``, summed in float32."""
+    Xa = X.to(acc)
+    return torch.bmm(Xa, Xa.mT)
+
+
+def gram_newton_schulz(X: Tensor, A: Tensor | None, coefficients: Sequence[tuple[float, float, float]]) -> Tensor:
+    r"""The Newton–Schulz steps on a wide ``X`` (``s x l``, ``s < l``) in Gram form.
+
+    With ``p(A) = a I + b A + c A^2``, a step is ``X <- p(A) X`` with ``A = X X^T``; since
+    ``p(A)`` commutes with ``A``, the next Gram matrix is ``p(A) A p(A)``, and
+    ``X_k = Q_k X_0`` with ``Q <- p(A) Q``. So only ``s x s`` matmuls run between the first
+    ``A`` and the final ``Q X_0``; before every step ``k`` with ``k % GRAM_RESTART_EVERY == 0``
+    the iterate and its Gram matrix are formed afresh, which keeps ``A`` positive
+    semidefinite (it drifts in low precision). ``A``, ``p(A)`` and ``Q`` are kept in float32
+    at least, and ``A`` is formed there even from a bfloat16 ``X``: rounded to bfloat16, its
+    zero eigenvalues (a rank-deficient input) turn into negative ones of about ``4e-3``, which
+    ``p`` grows to NaN within ten steps (measured). ``A`` is ``X X^T`` (in float32 at least)
+    if already formed, else ``None``. In exact arithmetic the result is that of the standard
+    steps.
+
+    References:
+      Dao-AILab, gram-newton-schulz (2026): the Gram iteration with restarts, used by
+      microsoft/dion and DeepSpeed for rectangular matrices.
+    """
+    acc = torch.promote_types(X.dtype, torch.float32)
+    eye = torch.eye(X.shape[-2], dtype=acc, device=X.device)
+    Q: Tensor | None = None
+    last = len(coefficients) - 1
+    for k, (a, b, c) in enumerate(coefficients):
+        if Q is not None and k % GRAM_RESTART_EVERY == 0:
+            X, Q, A = torch.bmm(Q.to(X.dtype), X), None, None
+        if A is None:
+            A = _gram_matrix(X, acc)
+        P = b * A + a * eye
+        if c != 0.0:
+            P = torch.baddbmm(P, A, A, alpha=c)
+        Q = P if Q is None else torch.bmm(P, Q)
+        A = None if k == last or (k + 1) % GRAM_RESTART_EVERY == 0 else torch.bmm(P, torch.bmm(A, P))
+    return X if Q is None else torch.bmm(Q.to(X.dtype), X)
 
 
 def svd_polar(G: Tensor) -> Tensor:
