@@ -1,6 +1,6 @@
-r"""Orthogonalisation quality of ``muon_torch.orthogonalize``, printed as a markdown table.
+r"""Orthogonalisation quality of ``muon_torch.orthogonalize``, printed as markdown tables.
 
-Run ``python benchmarks/quality.py [--out benchmarks/quality.md]`` (a few seconds on a CPU).
+Run ``python benchmarks/quality.py [--out benchmarks/quality.md]`` (about 10 seconds on one CPU core).
 
 For an input ``G = U S V^T`` (thin SVD, computed in float64) the exact polar factor is
 ``P = U_r V_r^T``, where ``r`` keeps the numerically nonzero directions,
@@ -18,6 +18,30 @@ values of ``O`` on those directions are exactly (up to rounding)
   singular value (any such completion is a polar factor), which puts
   ``sqrt((min(m, n) - r) / r)`` into ``rel dist`` (in quadrature) but nothing here.
 
+A second table compares starting normalisations (``normalization=``) at equal matmul count
+(``X X^T`` and ``(X X^T) X`` each step, plus ``A A`` when ``c != 0``; the AOL start reuses the
+first step's ``X X^T`` and adds none), for ``ns``, ``quintic``, ``polar_express`` and
+``polar_express[1:]``, the Polar Express table without its first step (a coefficient list, so
+no 1.01 input scale; its remaining steps carry their safety factor), which is Turbo-Muon's
+recipe for its AOL start (its code drops the first of Dion's five triples):
+
+* ``frobenius``: the reference start ``G / (k ||G||_F)``;
+* ``aol``: Turbo-Muon's ``D G`` on the small side, ``D = diag(sum_j |G G^T|_ij)^(-1/2) / k``;
+* ``spectral*``: ``G / (k sigma_max)`` with the exact ``sigma_max`` of the SVD, a reference for
+  the best single scalar and not a library option (run as the Frobenius start with the first
+  step's ``p(x)`` replaced by ``p(r x)``, the same iterate). A cheap estimate does not replace
+  it: a few power iterations on ``G G^T`` cost only matrix-vector products with the first
+  step's Gram matrix, but they underestimate ``sigma_max`` (the line above the table gives by
+  how much after 5), which puts singular values above 1, where ``polar_express``'s first
+  polynomial diverges; a safety margin large enough to prevent that gives the gain back.
+
+A row scaling ``D`` changes the singular vectors, so neither ``diag(U_r^T O V_r)`` gives the
+singular values of ``O`` nor does the AOL iteration tend to ``P``: its limit is the polar
+factor of ``D G`` (the line above the table gives its distance to ``P``). This table therefore
+reports ``min sv``, the ``r``-th largest singular value of ``O`` (its smallest on a rank-``r``
+input), and ``rel dist`` to ``P`` as above; below it, the question it was built for: does a
+4-step AOL start reach the 5-step Frobenius start of ``polar_express``?
+
 Inputs (both float32):
 
 * ``gaussian``: a 256x512 matrix of standard normals (``numpy`` seed 0);
@@ -30,7 +54,9 @@ Inputs (both float32):
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,10 +64,22 @@ from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 
 import muon_torch
+from muon_common import DEFAULTS, NS_METHODS, ns_schedule
 
 METHODS = ("ns", "quintic", "polar_express", "svd")
 ITERS = (3, 5, 8)
 RANK_TOL = 1e-6
+
+#: The second table: starting normalisations, and the methods and step counts they run with.
+NORMALIZATIONS = ("frobenius", "aol", "spectral*")
+NORM_METHODS: dict[str, Any] = {
+    "ns": "ns",
+    "quintic": "quintic",
+    "polar_express": "polar_express",
+    "polar_express[1:]": list(NS_METHODS["polar_express"].coefficients[1:]),
+}
+NORM_ITERS = (3, 4, 5)
+POWER_ITERS = 5
 
 
 def gaussian_input() -> torch.Tensor:
@@ -115,13 +153,89 @@ def table(inputs: dict[str, torch.Tensor]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(rows) + "\n"
 
 
+def matmuls(method: Any, iters: int) -> int:
+    """Matmuls of ``iters`` steps: ``X X^T`` and ``(X X^T) X``, and ``A A`` when ``c != 0``."""
+    coefficients, _ = ns_schedule(method, iters)
+    return sum(2 if c == 0.0 else 3 for _, _, c in coefficients)
+
+
+def spectral_start(G: torch.Tensor, method: Any, iters: int, sigma: float) -> torch.Tensor:
+    """``orthogonalize`` from ``X0 = G / (k sigma)`` instead of ``G / (k sqrt(||G||_F^2 + (n+1) eps))``:
+    the Frobenius start with the first step's ``(a, b, c)`` replaced by ``(a r, b r^3, c r^5)``."""
+    coefficients, k = ns_schedule(method, iters)
+    r = math.sqrt(G.double().square().sum().item() + (G.shape[-1] + 1) * DEFAULTS["eps"]) / (k * sigma)
+    (a, b, c), rest = coefficients[0], coefficients[1:]
+    return muon_torch.orthogonalize(G, method=[(a * r, b * r**3, c * r**5), *rest], ns_iters=iters)
+
+
+def polar(X: torch.Tensor) -> torch.Tensor:
+    """``U_r V_r^T`` over the singular values above ``RANK_TOL * sigma_max``."""
+    U, S, Vh = torch.linalg.svd(X, full_matrices=False)
+    keep = S > RANK_TOL * S[0]
+    return U[:, keep] @ Vh[keep]
+
+
+def normalization_table(inputs: dict[str, torch.Tensor]) -> str:
+    """The second report: a line per input, the table at equal matmul count, the comparison."""
+    lines = []
+    head = " | ".join(f"min sv ({n}) | rel dist ({n})" for n in NORMALIZATIONS)
+    rows = [f"| input | method | steps | matmuls | {head} |",
+            "|---|---|---:|---:|" + "---:|---:|" * len(NORMALIZATIONS)]
+    results: dict[tuple[str, str, int, str], tuple[float, float]] = {}
+    for name, G in inputs.items():
+        G64 = G.double()
+        S = torch.linalg.svdvals(G64)
+        rank = int((S > RANK_TOL * S[0]).sum())
+        P = polar(G64)
+        small = G64 if G.shape[0] <= G.shape[1] else G64.mT
+        gram = small @ small.mT
+        aol_limit = polar(gram.abs().sum(dim=-1, keepdim=True).rsqrt() * small)
+        aol_limit = aol_limit if G.shape[0] <= G.shape[1] else aol_limit.mT
+        v = torch.ones(gram.shape[0], dtype=gram.dtype)
+        for _ in range(POWER_ITERS):
+            w = gram @ v
+            estimate = (w.norm() / v.norm()).sqrt()
+            v = w / w.norm()
+        lines.append(f"- `{name}`: AOL's limit, the polar factor of `D G`, is at rel dist "
+                     f"{(torch.linalg.matrix_norm(aol_limit - P) / torch.linalg.matrix_norm(P)).item():.3e} from `P`; "
+                     f"{POWER_ITERS} power iterations on `G G^T` (from the ones vector) estimate sigma_max at "
+                     f"{(estimate / S[0]).item():.4f} of its value")
+        for label, method in NORM_METHODS.items():
+            for iters in NORM_ITERS:
+                cells = []
+                for norm in NORMALIZATIONS:
+                    if norm == "spectral*":
+                        O = spectral_start(G, method, iters, S[0].item())
+                    else:
+                        O = muon_torch.orthogonalize(G, method=method, ns_iters=iters, normalization=norm)
+                    O = O.double()
+                    lo = torch.linalg.svdvals(O)[rank - 1].item()
+                    rel = (torch.linalg.matrix_norm(O - P) / torch.linalg.matrix_norm(P)).item()
+                    results[name, label, iters, norm] = lo, rel
+                    cells.append(f"{fmt(lo)} | {rel:.3e}")
+                rows.append(f"| {name} | {label} | {iters} | {matmuls(method, iters)} | {' | '.join(cells)} |")
+
+    def cite(name: str, label: str, iters: int, norm: str) -> str:
+        lo, rel = results[name, label, iters, norm]
+        return (f"{label} at {iters} steps ({matmuls(NORM_METHODS[label], iters)} matmuls) from {norm}: "
+                f"min sv {fmt(lo)}, rel dist {rel:.3e}")
+
+    runs = (("polar_express", 4, "aol"), ("polar_express[1:]", 4, "aol"), ("polar_express", 5, "frobenius"))
+    compare = [f"- `{name}`: " + "; ".join(cite(name, *run) for run in runs) for name in inputs]
+    return "\n".join(lines) + "\n\n" + "\n".join(rows) + "\n\n" + "\n".join(compare) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("quality.md"),
-                        help="markdown file to write the table to")
+                        help="markdown file to write the tables to")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    report = table({"gaussian": gaussian_input(), "momentum": momentum_input()})
+    # One thread: the numbers do not depend on the core count, and LAPACK does not stall when
+    # the cores are busy (two threads on a loaded two-core machine made each SVD 500x slower).
+    torch.set_num_threads(1)
+    inputs = {"gaussian": gaussian_input(), "momentum": momentum_input()}
+    report = (table(inputs) + "\n## Starting normalisation at equal matmul count\n\n"
+              + normalization_table(inputs))
     print(report, end="")
     args.out.write_text("# Orthogonalisation quality (float32)\n\n" + report)
 
