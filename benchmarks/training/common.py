@@ -15,6 +15,8 @@ if str(EXAMPLES) not in sys.path:
 
 from data import CharLMConfig  # noqa: E402
 
+from muon_common import NS_METHODS  # noqa: E402
+
 __all__ = [
     "CONFIGS",
     "EXAMPLES",
@@ -60,7 +62,8 @@ CONFIGS: dict[str, Config] = {c.key: c for c in (
     Config("recommended", "**ours: `recommended`**", True, "adamw"),
     # Candidates for the recipe (issue: past the anchors), each the recipe with one change:
     Config("recommended_normuon", "ours: `recommended` + NorMuon (`neuron_norm`)", True, "adamw"),
-    Config("recommended_aol4", "ours: `recommended` + AOL start, 4 steps", True, "adamw"),
+    Config("recommended_aol4", "ours: `recommended` + AOL start, Polar Express steps 2-5 (Turbo-Muon)", True,
+           "adamw"),
     # Muon(params, lr) / muon(lr): cubic Newton–Schulz, beta 0.9, wd 0.01, every matrix (the reference).
     Config("ns", "ours: reference defaults (`ns`)", True, "spectral"),
     Config("adamw", "AdamW (β 0.9, 0.95; wd 0.1)", False, "adamw", adamw=True),
@@ -81,7 +84,10 @@ CONFIGS: dict[str, Config] = {c.key: c for c in (
 VARIANTS: dict[str, dict[str, Any]] = {
     "recommended": {},
     "recommended_normuon": {"neuron_norm": True},
-    "recommended_aol4": {"normalization": "aol", "ns_iters": 4},
+    # Turbo-Muon's recipe: the AOL start, and the Polar Express table without its first step
+    # (the step that grows the smallest singular values, which AOL starts larger).
+    "recommended_aol4": {"normalization": "aol", "ns_iters": 4,
+                         "method": [list(t) for t in NS_METHODS["polar_express"].coefficients[1:]]},
 }
 
 #: What every run measures at each eval step, in this order (accuracy: NaN where it does not apply).
