@@ -49,6 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import muon_jax
 import muon_torch
+from muon_common import NS_METHODS, gram_costs, ns_schedule, use_gram
+from muon_jax._orthogonalize import newton_schulz as jax_newton_schulz
+from muon_torch._orthogonalize import newton_schulz as torch_newton_schulz
 from muon_torch._orthogonalize import orthogonalize_ as torch_orthogonalize_
 
 EPS = 1e-8
@@ -302,6 +305,41 @@ def section_orthogonalize(shapes: list[tuple[int, ...]], cfg: Config, ceiling: d
         table(["algorithm", "framework", "time (ms)", "n", "ratio to reference", "% ceiling"], rows)
 
 
+def section_gram(shapes: list[tuple[int, int]], cfg: Config) -> None:
+    print(f"## 5. Gram Newton–Schulz against the standard form ({NS_ITERS} steps, fp32)\n")
+    print("What the optimizers run (the form chosen by shape: `muon_common.use_gram`) against the standard "
+          "steps on the small side, in the same framework and the same run; `gram/standard` is the time "
+          "ratio, `mult-adds` the count ratio (`muon_common.gram_costs`, restarts included).\n")
+    rng = np.random.default_rng(2)
+    methods: dict[str, Any] = {"ns": "ns", "quintic": "quintic", "polar_express": "polar_express",
+                               "a user list": [list(t) for t in NS_METHODS["polar_express"].coefficients[:5]]}
+    rows = []
+    for m, n in shapes:
+        g = rng.standard_normal((m, n), dtype=np.float32)
+        tg, jg = torch.from_numpy(g), jnp.asarray(g)
+        for label, method in methods.items():
+            coefficients, scale = ns_schedule(method, NS_ITERS)
+            standard_count, gram_count = gram_costs(m, n, coefficients)
+            chosen = "Gram" if use_gram(m, n, coefficients) else "standard"
+            for fw in ("torch", "jax"):
+                times = {}
+                for form in (None, False):
+                    if fw == "torch":
+                        call = partial(torch_newton_schulz, tg, coefficients, EPS, scale, gram=form)
+                        times[form] = measure(call, cfg)
+                    else:
+                        f = aot(partial(jax_newton_schulz, coefficients=coefficients, eps=EPS, norm_scale=scale,
+                                        gram=form), jg)
+                        times[form] = measure(partial(f, jg), cfg, jax_sync)
+                ratio = times[None].seconds / times[False].seconds
+                count = (gram_count if chosen == "Gram" else standard_count) / standard_count
+                rows.append([f"{m}x{n}", label, fw, chosen, fmt_ms(times[None]), fmt_ms(times[False]),
+                             fmt_ratio(ratio), fmt_ratio(count)])
+                print(f"  .. {m}x{n} {label} {fw}: {ratio:.2f}", file=sys.stderr, flush=True)
+    table(["shape", "method", "framework", "form chosen", "chosen (ms)", "standard (ms)", "gram/standard",
+           "mult-adds"], rows)
+
+
 def torch_state_bytes(*opts: Any) -> int:
     total = 0
     for opt in opts:
@@ -434,17 +472,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
     parser.add_argument("--repeats", type=int, default=None, help="most timed calls per case")
-    parser.add_argument("--sections", default="1,2,3", help="which sections to run, e.g. 1,3 (1 is always run)")
+    parser.add_argument("--sections", default="1,2,3,5", help="which sections to run, e.g. 1,3 (1 is always run)")
     args = parser.parse_args(argv)
 
     if args.quick:
         cfg = Config(repeats=args.repeats or 3, budget_s=0.2, slow_s=1.0)
         mm_size, width = 256, 128
         shapes: list[tuple[int, ...]] = [(64, 64), (128, 128), (128, 512), (512, 128), (6, 128, 128)]
+        gram_shapes = [(512, 128), (128, 512), (256, 256)]
     else:
         cfg = Config(repeats=args.repeats or 7, budget_s=3.0, slow_s=6.0)
         mm_size, width = 2048, 1024
         shapes = [(512, 512), (1024, 1024), (1024, 4096), (4096, 1024), (6, 1024, 1024)]
+        gram_shapes = [(4096, 1024), (1024, 4096), (2048, 1024), (1024, 1024)]
 
     start = time.perf_counter()
     print("# Muon twins benchmark" + (" (--quick)" if args.quick else "") + "\n")
@@ -461,6 +501,8 @@ def main(argv: list[str] | None = None) -> None:
         section_orthogonalize(shapes, cfg, ceiling)
     if "3" in sections:
         section_step(width, 6, cfg)
+    if "5" in sections:
+        section_gram(gram_shapes, cfg)
     print(f"_Total wall time {time.perf_counter() - start:.0f} s; "
           f"load average at end {os.getloadavg()[0]:.2f}._")
 

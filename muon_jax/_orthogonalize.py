@@ -24,8 +24,12 @@ Method = str | Sequence[Sequence[float]]
 
 def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], eps: float,
                   norm_scale: float = 1.0, compute_dtype: str | None = None,
-                  normalization: str = "frobenius") -> Array:
+                  normalization: str = "frobenius", gram: bool | None = None) -> Array:
     r"""Odd-polynomial Newton–Schulz iteration on every trailing matrix of ``G``.
+
+    ``gram`` picks the form of the steps: the Gram form (:func:`gram_newton_schulz`) or the
+    standard one; ``None`` (the optimizers' choice) takes the cheaper for this shape
+    (``muon_common.use_gram``). Both give the same result up to rounding.
 
     Per step ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, with ``X X^T`` formed on the
     smaller side of the matrix (``X`` is ``s x l``, ``s <= l``). For ``c = 0`` this costs two
@@ -88,7 +92,7 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
     transposed = rows > cols
     if transposed:
         X = jnp.swapaxes(X, -1, -2)
-    gram = use_gram(rows, cols, coefficients)
+    gram = use_gram(rows, cols, coefficients) if gram is None else gram
     A = None  # the next step's Gram matrix (in ``acc``), when the normalisation has formed it already
     if normalization == "aol":
         S = mm(X, jnp.swapaxes(X, -1, -2))
