@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax.numpy as jnp
 from jax import Array, lax
@@ -20,6 +21,15 @@ from muon_common import (
 __all__ = ["orthogonalize"]
 
 Method = str | Sequence[Sequence[float]]
+
+
+def _matmul(x: Array, y: Array, acc: Any) -> Array:
+    """``x @ y`` accumulated in ``acc``. Operands of float32 or wider are multiplied in full
+    precision (``Precision.HIGHEST``) on every backend: JAX's default on a GPU rounds float32
+    operands to TF32 or bfloat16 first, where torch multiplies float32 in float32, so the twins
+    would part at about 1e-3 there. bfloat16 operands keep the default (they are exact)."""
+    precision = lax.Precision.HIGHEST if jnp.finfo(x.dtype).bits >= 32 else None
+    return jnp.matmul(x, y, preferred_element_type=acc, precision=precision)
 
 
 def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], eps: float,
@@ -87,7 +97,7 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
     acc = jnp.promote_types(X.dtype, jnp.float32)
 
     def mm(x: Array, y: Array) -> Array:
-        return jnp.matmul(x, y, preferred_element_type=acc)
+        return _matmul(x, y, acc)
 
     transposed = rows > cols
     if transposed:
@@ -139,7 +149,7 @@ def gram_newton_schulz(X: Array, A: Array | None, coefficients: Sequence[tuple[f
     acc = jnp.promote_types(X.dtype, jnp.float32)
 
     def mm(x: Array, y: Array) -> Array:
-        return jnp.matmul(x, y, preferred_element_type=acc)
+        return _matmul(x, y, acc)
 
     eye = jnp.eye(X.shape[-2], dtype=acc)
     Q: Array | None = None
@@ -169,7 +179,7 @@ def svd_polar(G: Array) -> Array:
     s = jnp.where(s > 0, s, jnp.ones_like(s))
     U, S, Vh = jnp.linalg.svd(X / s, full_matrices=False)
     tol = S[..., :1] * jnp.finfo(X.dtype).eps
-    return (U @ (Vh * (S > tol).astype(X.dtype)[..., None])).astype(G.dtype)
+    return _matmul(U, Vh * (S > tol).astype(X.dtype)[..., None], X.dtype).astype(G.dtype)
 
 
 def orthogonalize_(G: Array, method: Method, ns_iters: int, eps: float,

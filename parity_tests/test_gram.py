@@ -116,3 +116,37 @@ def test_without_restarts_the_gram_iteration_breaks(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(torch_orth, "GRAM_RESTART_EVERY", 10**6)
     out = _torch(G, "polar_express", 100, "frobenius")
     assert not np.all(np.isfinite(out)) or np.max(np.abs(out)) > 10
+
+
+def _dot_precisions(fn: Any, x: Any) -> list[Any]:
+    """The ``precision`` of every ``dot_general`` in the jaxpr of ``fn(x)``, nested ones included."""
+    import jax
+
+    def walk(jaxpr: Any) -> list[Any]:
+        out = []
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                out.append(eqn.params["precision"])
+            for value in eqn.params.values():
+                inner = getattr(value, "jaxpr", value)
+                if hasattr(inner, "eqns"):
+                    out += walk(inner)
+        return out
+
+    return walk(jax.make_jaxpr(fn)(x).jaxpr)
+
+
+@pytest.mark.parametrize("method", ["polar_express", "svd"])
+def test_float32_matmuls_ask_for_full_precision(method: str) -> None:
+    """On a GPU, JAX's default float32 matmul rounds its operands (TF32/bfloat16) where torch's
+    does not: every float32 matmul of the orthogonalisation asks for HIGHEST, so the twins
+    agree there as on a CPU (which computes float32 either way). bfloat16 steps keep the default."""
+    from jax import lax
+
+    highest = (lax.Precision.HIGHEST, lax.Precision.HIGHEST)
+    for shape in ((12, 40), (16, 16)):  # the Gram form and the standard one
+        found = _dot_precisions(lambda g: jax_orth.orthogonalize(g, method=method), jnp.ones(shape, jnp.float32))
+        assert found and all(p == highest for p in found), found
+    bf16 = _dot_precisions(lambda g: jax_orth.orthogonalize(g, method="quintic", dtype="bfloat16"),
+                           jnp.ones((16, 16), jnp.float32))
+    assert bf16 and all(p is None for p in bf16), bf16
