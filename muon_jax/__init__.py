@@ -4,12 +4,14 @@ from muon_common import MatrixAxes
 from muon_jax._muon import (
     ScaleByMuonState,
     ScaleByNorMuonState,
+    SkipNonfiniteLeavesState,
     export_state,
     import_state,
     muon,
     muon_labels,
     muon_with_adamw,
     scale_by_muon,
+    skip_nonfinite_leaves,
     zero_nonfinite_updates,
 )
 from muon_jax._orthogonalize import orthogonalize
@@ -19,6 +21,7 @@ __all__ = [
     "MatrixAxes",
     "ScaleByMuonState",
     "ScaleByNorMuonState",
+    "SkipNonfiniteLeavesState",
     "export_state",
     "import_state",
     "muon",
@@ -27,6 +30,7 @@ __all__ = [
     "orthogonalize",
     "recommended",
     "scale_by_muon",
+    "skip_nonfinite_leaves",
     "warmup_stable_decay",
     "zero_nonfinite_updates",
 ]

@@ -32,12 +32,14 @@ from muon_jax._orthogonalize import Method, orthogonalize_
 __all__ = [
     "ScaleByMuonState",
     "ScaleByNorMuonState",
+    "SkipNonfiniteLeavesState",
     "export_state",
     "import_state",
     "muon",
     "muon_labels",
     "muon_with_adamw",
     "scale_by_muon",
+    "skip_nonfinite_leaves",
     "zero_nonfinite_updates",
 ]
 
@@ -447,6 +449,59 @@ def zero_nonfinite_updates() -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 
 
+class SkipNonfiniteLeavesState(NamedTuple):
+    """State of :func:`skip_nonfinite_leaves`: the wrapped transformation's state, and per
+    leaf how many steps it skipped because its gradient had a NaN or Inf."""
+
+    inner_state: optax.OptState
+    nonfinite_steps: optax.Updates
+
+
+def skip_nonfinite_leaves(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``inner``, with a leaf whose gradient has a NaN/Inf left where it is, leaf by leaf.
+
+    Such a leaf gets a zero update and keeps its own state: every part of ``inner``'s state
+    shaped like the updates (``optax.adamw``'s two moments) keeps that leaf's old value, and its
+    ``nonfinite_steps`` counter goes up by one. State shared by all leaves (a step count)
+    advances as usual. This is :func:`muon`'s promise for the leaves of another optimizer;
+    ``optax.apply_if_finite`` is its whole-tree form. :func:`muon_with_adamw` puts it around its AdamW.
+
+    >>> import jax.numpy as jnp, optax
+    >>> tx = skip_nonfinite_leaves(optax.adamw(1e-3))
+    >>> params = {"b": jnp.zeros(3), "s": jnp.zeros(())}
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update({"b": jnp.ones(3), "s": jnp.asarray(jnp.nan)}, state, params)
+    >>> float(updates["s"]), int(state.nonfinite_steps["s"]), int(state.nonfinite_steps["b"])
+    (0.0, 1, 0)
+    """
+
+    def init_fn(params: optax.Params) -> SkipNonfiniteLeavesState:
+        return SkipNonfiniteLeavesState(inner.init(params), jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params))
+
+    def update_fn(
+        updates: optax.Updates, state: SkipNonfiniteLeavesState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, SkipNonfiniteLeavesState]:
+        finite = jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), updates)
+        clean = jax.tree.map(lambda g, f: jnp.where(f, g, jnp.zeros((), g.dtype)), updates, finite)
+        new_updates, inner_state = inner.update(clean, state.inner_state, params)
+        treedef = jax.tree.structure(updates)
+
+        def per_leaf(x: Any) -> bool:
+            return bool(jax.tree.structure(x) == treedef)  # type: ignore[operator]
+
+        def keep(new: Any, old: Any) -> Any:
+            if not per_leaf(new):
+                return new
+            return jax.tree.map(lambda n, o, f: jnp.where(f, n, o), new, old, finite)
+
+        inner_state = jax.tree.map(keep, inner_state, state.inner_state, is_leaf=per_leaf)
+        new_updates = jax.tree.map(lambda u, f: jnp.where(f, u, jnp.zeros((), u.dtype)), new_updates, finite)
+        nonfinite_steps = jax.tree.map(lambda c, f: c + (~f).astype(c.dtype), state.nonfinite_steps, finite)
+        return new_updates, SkipNonfiniteLeavesState(inner_state, nonfinite_steps)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def muon(
     learning_rate: optax.ScalarOrSchedule,
     beta: float = DEFAULTS["beta"],
@@ -559,6 +614,7 @@ def muon_with_adamw(
     adamw: Callable[[str, Array], bool] | Sequence[str] = (),
     labels: Any = None,
     adamw_learning_rate: optax.ScalarOrSchedule | None = None,
+    skip_nonfinite_adamw: bool = True,
 ) -> optax.GradientTransformation:
     """Muon on matrices and AdamW on everything else, in one transformation.
 
@@ -571,6 +627,11 @@ def muon_with_adamw(
     The Muon arguments are :func:`muon`'s. Under ``optax.inject_hyperparams``, list the
     callable arguments (``matrix_axes``, ``adamw``, ``labels``) in ``static_args``: it
     would take them for schedules.
+
+    A leaf under AdamW whose gradient has a NaN/Inf keeps its value and moments, counted
+    (:func:`skip_nonfinite_leaves`), as under Muon. ``skip_nonfinite_adamw=False`` builds the
+    AdamW part as version 0.1 did, without that guard: the state structure that a 0.1
+    checkpoint of this transformation has, to restore one.
     """
     validate_betas(adamw_betas)
     if adamw_learning_rate is not None:
@@ -586,6 +647,8 @@ def muon_with_adamw(
     b1, b2 = adamw_betas
     tx_adamw = optax.adamw(adamw_lr if adamw_lr is not None else learning_rate, b1=b1, b2=b2, eps=eps,
                            weight_decay=weight_decay if adamw_weight_decay is None else adamw_weight_decay)
+    if skip_nonfinite_adamw:
+        tx_adamw = skip_nonfinite_leaves(tx_adamw)
     if labels is None:
         labels = functools.partial(muon_labels, matrix_axes=matrix_axes, adamw=adamw)
     return optax.multi_transform({"muon": tx_muon, "adamw": tx_adamw}, labels)

@@ -205,3 +205,58 @@ def local_muon(
     for i, (p, m) in enumerate(zip(params, inputs, strict=True)):
         direction = directions[i] if i in directions else (rms_normalise(m, eps) if rms_scale else m)
         apply_direction(p, direction, keep[i], lr, p.shape, axes[i], adjust_lr)
+
+
+def _select(condition: Tensor, value: float, other: float, like: Tensor) -> Tensor:
+    """0-d ``value`` where ``condition`` holds, else ``other``, in ``like``'s dtype and device
+    (the rounding a Python scalar gets in an op on ``like``)."""
+    return torch.where(condition, torch.full((), value, dtype=like.dtype, device=like.device),
+                       torch.full((), other, dtype=like.dtype, device=like.device))
+
+
+def adamw(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    nonfinite_steps: list[Tensor],
+    *,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    r"""``torch.optim.AdamW``'s step (its single-tensor form, operation for operation), where a
+    parameter whose gradient has a NaN/Inf keeps its value and both moments, and its
+    ``nonfinite_steps`` counter goes up by one; selected on the device, without a host sync.
+
+    .. math::
+        p \leftarrow p (1 - \mathrm{lr}\,\lambda), \quad
+        m \leftarrow \beta_1 m + (1 - \beta_1) g, \quad
+        v \leftarrow \beta_2 v + (1 - \beta_2) g^2, \quad
+        p \leftarrow p - \frac{\mathrm{lr}}{1 - \beta_1^t}\, m / (\sqrt{v / (1 - \beta_2^t)} + \epsilon)
+
+    The step count ``t`` advances for every parameter, as optax's one count does, so the twins
+    stay equal after a skipped step. (``torch.optim.adamw.adamw`` itself would let a NaN in.)
+    """
+    lr_value = float(lr)  # as torch's single-tensor AdamW reads a Tensor lr
+    for p, g, m, v, step_t, count in zip(params, grads, exp_avgs, exp_avg_sqs, state_steps, nonfinite_steps,
+                                         strict=True):
+        finite = torch.isfinite(g).all()
+        if hasattr(finite, "full_tensor"):  # a DTensor (FSDP2): the flag of the whole gradient, local shards
+            finite = finite.full_tensor()
+            p, g, m, v = (t.to_local() for t in (p, g, m, v))
+        g = torch.where(finite, g, torch.zeros((), dtype=g.dtype, device=g.device))
+        count.add_((~finite).to(count.dtype))
+        step_t += 1
+        if weight_decay != 0:
+            p.mul_(_select(finite, 1 - lr_value * weight_decay, 1.0, p))
+        m.lerp_(g, _select(finite, 1 - beta1, 0.0, m))
+        v.mul_(_select(finite, beta2, 1.0, v)).addcmul_(g, g, value=1 - beta2)
+        step = float(step_t)
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        denom = (v.sqrt() / bias_correction2**0.5).add_(eps)
+        p.addcdiv_(m * finite, denom, value=-lr_value / bias_correction1)

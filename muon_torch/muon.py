@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.adamw import adamw
 from torch.optim.optimizer import Optimizer, ParamsT, _get_scalar_dtype
 
 from muon_common import (
@@ -23,7 +22,7 @@ from muon_common import (
     validate_hyperparameters,
 )
 from muon_torch._distributed import has_dtensor, muon_dtensor
-from muon_torch._functional import local_muon, neuron_moment_shape
+from muon_torch._functional import adamw, local_muon, neuron_moment_shape
 from muon_torch._orthogonalize import Method
 
 __all__ = ["Muon", "export_state", "import_state", "muon", "param_groups"]
@@ -58,9 +57,11 @@ class Muon(Optimizer):
     to the Frobenius norm ``U`` had.
 
     A param group with ``algorithm="adamw"`` is optimised by AdamW instead
-    (``torch.optim.adamw``'s functional step with that group's ``lr``, ``betas``,
-    ``eps`` and ``weight_decay``): the usual home for biases, norms, embeddings and
-    output heads. :func:`muon_torch.param_groups` splits a model this way.
+    (``torch.optim.AdamW``'s step, operation for operation, with that group's ``lr``,
+    ``betas``, ``eps`` and ``weight_decay``): the usual home for biases, norms, embeddings
+    and output heads. :func:`muon_torch.param_groups` splits a model this way. A NaN/Inf
+    gradient skips its parameter there too: value and moments kept, counted in
+    ``nonfinite_steps``.
 
     Args:
       params: parameters or param groups; every hyperparameter below, ``matrix_axes``,
@@ -262,11 +263,14 @@ class Muon(Optimizer):
                 state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if "nonfinite_steps" not in state:  # also for a state saved by 0.1, which did not count
+                state["nonfinite_steps"] = torch.zeros((), dtype=torch.int64, device=p.device)
             lists["params"].append(p)
             lists["grads"].append(p.grad)
             lists["exp_avgs"].append(state["exp_avg"])
             lists["exp_avg_sqs"].append(state["exp_avg_sq"])
             lists["state_steps"].append(state["step"])
+            lists["nonfinite_steps"].append(state["nonfinite_steps"])
         return lists
 
     @torch.no_grad()
@@ -288,11 +292,9 @@ class Muon(Optimizer):
                 lists = self._init_adamw_group(group)
                 if lists:
                     beta1, beta2 = group["betas"]
-                    adamw(lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"], [],
-                          lists["state_steps"], amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
-                          weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-                          # torch's foreach AdamW takes a Tensor lr only when capturable.
-                          foreach=False if isinstance(group["lr"], Tensor) else None)
+                    adamw(lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"],
+                          lists["state_steps"], lists["nonfinite_steps"], beta1=beta1, beta2=beta2,
+                          lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"])
                 continue
             params: list[Tensor] = []
             grads: list[Tensor] = []

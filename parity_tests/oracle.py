@@ -156,7 +156,11 @@ class OracleMuon:
     def _adamw_step(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         lr, b1, b2 = self.adamw_hyper
         state = self.adamw_state.setdefault(name, [0, np.zeros_like(p), np.zeros_like(p)])
-        state[0] += 1
+        state[0] += 1  # the step count advances even when the parameter sits the step out (optax's count)
+        self.nonfinite_steps.setdefault(name, 0)
+        if not np.all(np.isfinite(g)):
+            self.nonfinite_steps[name] += 1
+            return
         t, mu, nu = state
         mu *= b1
         mu += (1.0 - b1) * g

@@ -187,3 +187,51 @@ def test_hand_composed_chain_keeps_a_nonfinite_leaf_with_zero_nonfinite_updates(
     a, _ = reference.update(grads, reference.init(params), params)
     b, _ = hand.update(grads, hand.init(params), params)
     chex.assert_trees_all_close(a, b, rtol=0, atol=0)
+
+
+ADAMW_NAMES = ("vector", "scalar", "stack3d", "square")  # "square": a matrix sent to AdamW by name
+
+
+@pytest.mark.parametrize("dtype,eps,tol", [(np.float64, 1e-16, 1e-12), (np.float32, 1e-8, 1e-5)],
+                         ids=["float64", "float32"])
+def test_nonfinite_gradients_skip_adamw_parameters_of_the_hybrid(dtype: Any, eps: float, tol: float) -> None:
+    """The promise covers the hybrid's AdamW part: such a parameter keeps its value and both
+    moments, counted, while the step count goes on (optax's shared count; torch matches it).
+    Tolerances as in test_parity_grid.py."""
+    config = dict(method="polar_express", eps=eps, beta=0.9, weight_decay=0.1, rms_scale=True, clip_grad_norm=None)
+    params, grads = make_params(), _nonfinite_grads()  # NaN/Inf in square, vector, wide, scalar, stack3d
+    grads[7]["square"][1, 1] = -np.inf
+    adamw_hyper = (0.01, 0.9, 0.95)
+    oracle_params, _ = run_oracle(config, params, grads, adamw=ADAMW_NAMES, adamw_hyper=adamw_hyper)
+    expected = {"square": 2, "vector": 1, "wide": 1, "scalar": 1, "stack3d": 1, "tall": 0}
+
+    tdtype = getattr(torch, np.dtype(dtype).name)
+    tp = {k: torch.nn.Parameter(torch.tensor(v, dtype=tdtype)) for k, v in params.items()}
+    opt = muon_torch.Muon([
+        {"params": [tp[k] for k in params if k not in ADAMW_NAMES]},
+        {"params": [tp[k] for k in ADAMW_NAMES], "algorithm": "adamw", "lr": 0.01, "betas": (0.9, 0.95)},
+    ], lr=LR, **config)
+    tx = muon_jax.muon_with_adamw(LR, adamw_lr=0.01, adamw_betas=(0.9, 0.95), adamw=("square",), **config)
+    jp = {k: jnp.asarray(v, dtype) for k, v in params.items()}
+    state = tx.init(jp)
+    for g in grads:
+        for k, p in tp.items():
+            p.grad = torch.tensor(g[k], dtype=tdtype)
+        opt.step()
+        updates, state = tx.update({k: jnp.asarray(v, dtype) for k, v in g.items()}, state, jp)
+        jp = optax.apply_updates(jp, updates)
+    results = {"torch": {k: p.detach().double().numpy() for k, p in tp.items()},
+               "jax": {k: np.asarray(v, np.float64) for k, v in jp.items()}}
+    for name, p in results.items():
+        assert all(np.all(np.isfinite(v)) for v in p.values()), name
+        assert max_rel_err(p, oracle_params, params) <= tol, name
+    assert {k: int(opt.state[p]["nonfinite_steps"]) for k, p in tp.items()} == expected
+    adamw_state = state.inner_states["adamw"].inner_state
+    assert isinstance(adamw_state, muon_jax.SkipNonfiniteLeavesState)
+    assert {k: int(adamw_state.nonfinite_steps[k]) for k in ADAMW_NAMES} == {k: expected[k] for k in ADAMW_NAMES}
+    # Not vacuous: without the guard the AdamW parameters go non-finite.
+    plain = muon_jax.muon_with_adamw(LR, adamw_lr=0.01, adamw_betas=(0.9, 0.95), adamw=("square",),
+                                     skip_nonfinite_adamw=False, **config)
+    p0 = {k: jnp.asarray(v, dtype) for k, v in params.items()}
+    updates, _ = plain.update({k: jnp.asarray(v, dtype) for k, v in grads[5].items()}, plain.init(p0), p0)
+    assert not np.all(np.isfinite(np.asarray(updates["vector"])))

@@ -13,7 +13,8 @@ import muon_torch
 from muon_common import DEFAULTS, MatrixAxes
 
 HYPERPARAMETERS = ("lr", "beta", "weight_decay", "eps", "ns_iters", "method", "rms_scale", "clip_grad_norm",
-                   "nesterov", "adjust_lr", "momentum_dtype", "orthogonalize_dtype")
+                   "nesterov", "adjust_lr", "momentum_dtype", "orthogonalize_dtype", "neuron_norm", "neuron_beta2",
+                   "normalization")
 
 
 def _params(*shapes: tuple[int, ...], seed: int = 0) -> list[nn.Parameter]:
