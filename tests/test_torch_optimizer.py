@@ -293,3 +293,26 @@ def test_lr_may_be_a_tensor_as_in_torch_optim() -> None:
         muon_torch.Muon([torch.nn.Parameter(torch.ones(2, 2))], lr=torch.tensor([0.1, 0.2]))
     with pytest.raises(ValueError, match="Invalid lr"):
         muon_torch.Muon([torch.nn.Parameter(torch.ones(2, 2))], lr=torch.tensor(-0.1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_adamw_group_equals_torch_optim_adamw(dtype: torch.dtype) -> None:
+    """The AdamW part is torch.optim.AdamW's step operation for operation (its single-tensor
+    form), guard included: bit-equal params and moments for finite gradients."""
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(5, 3, dtype=dtype)), torch.nn.Parameter(torch.randn(4, dtype=dtype))]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = muon_torch.Muon([{"params": ours, "algorithm": "adamw", "lr": 0.01, "betas": (0.9, 0.95),
+                            "weight_decay": 0.1}], lr=0.02)
+    ref = torch.optim.AdamW(theirs, lr=0.01, betas=(0.9, 0.95), weight_decay=0.1, eps=1e-8, foreach=False)
+    for _ in range(20):
+        for p, q in zip(ours, theirs, strict=True):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref.step()
+    for p, q in zip(ours, theirs, strict=True):
+        assert torch.equal(p, q)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(opt.state[p][key], ref.state[q][key]), key
+        assert int(opt.state[p]["nonfinite_steps"]) == 0
