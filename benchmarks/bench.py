@@ -1,7 +1,12 @@
 """Speed and memory of the Muon twins against their baselines, printed as markdown tables.
 
 Run ``python benchmarks/bench.py`` (full sizes, a few minutes on a 2-core CPU) or
-``python benchmarks/bench.py --quick`` (small sizes, a smoke run of every path).
+``python benchmarks/bench.py --quick`` (small sizes, a smoke run of every path). Options:
+``--device cpu|cuda`` (``gpu`` is a synonym of ``cuda``: torch's ``cuda`` device and JAX's
+``gpu`` platform; every tensor, array and model of the benchmark is placed there), ``--sizes
+quick|cpu|gpu`` (the shapes; by default ``quick`` with ``--quick``, ``gpu`` on a GPU: from
+2048x2048 to 8192x2048 and 2048x8192, and a 16x1024x1024 stack; else ``cpu``),
+``--sections 1,2,3,5`` and ``--repeats N``. ``benchmarks/gpu.sh`` runs it on a GPU.
 
 Sections:
 
@@ -10,15 +15,20 @@ Sections:
    (coupled Newton–Schulz inverse square root of ``G^T G + eps I``, re-implemented
    here), and the quintic Newton–Schulz of ``optax.contrib`` and ``torch.optim``,
    as time, ratio to the reference in the same framework and % of the matmul ceiling;
-3. optimizer step time on 6 ``Linear(1024, 1024)`` layers, against AdamW, the
-   frameworks' own Muon and a re-implementation of the reference step;
-4. optimizer-state memory after one step, against the params' bytes.
+3. optimizer step time on 6 ``Linear(1024, 1024)`` layers (``Linear(2048, 2048)`` with the
+   GPU sizes), against AdamW, the frameworks' own Muon and a re-implementation of the
+   reference step;
+4. optimizer-state memory after one step, against the params' bytes;
+5. the Newton–Schulz form the optimizers run (Gram or standard, by shape) against the
+   standard form.
 
 Timing: ``time.perf_counter``, one warm-up call, then the median of up to
 ``--repeats`` calls (fewer when a call is slow: see ``measure``). JAX functions are
 jitted and compiled ahead of time, and every JAX timing waits on
-``block_until_ready``; torch runs under ``torch.no_grad()``. float32 throughout,
-except ``torch.optim``'s Newton–Schulz, which casts to bfloat16 itself.
+``block_until_ready``; on CUDA every torch timing is bracketed by ``torch.cuda.synchronize``;
+torch runs under ``torch.no_grad()``. float32 throughout, except the rows marked bf16 and
+``torch.optim``'s Newton–Schulz, which casts to bfloat16 itself. The header gives both
+frameworks' float32 matmul precision setting (on a GPU, JAX's default may use TF32).
 """
 
 from __future__ import annotations
@@ -29,11 +39,15 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+# bench.py runs torch and JAX in one process: on a GPU, JAX's default preallocation of 75% of its
+# memory would leave torch the rest. Read when JAX's GPU backend starts.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +60,8 @@ from torch import nn
 from torch.optim import _muon as torch_muon
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import _device  # benchmarks/_device.py: this script's folder is on sys.path
 
 import muon_jax
 import muon_torch
@@ -93,9 +109,14 @@ def measure(fn: Callable[[], Any], cfg: Config, sync: Callable[[Any], Any] | Non
     ``n`` is chosen so the timed calls take about ``cfg.budget_s``, at least 3 when
     that fits. A case whose warm-up call alone takes more than ``cfg.slow_s`` is timed
     by that call only (the JAX functions are compiled beforehand, so it is a plain run).
+    ``sync(out)`` waits for the work of a call that returned ``out`` (``jax_sync``, or
+    :meth:`Place.sync` for torch); it also runs, with ``None``, before the clock starts, so
+    no call is charged for work queued before it (on CUDA).
     """
 
     def call() -> float:
+        if sync is not None:
+            sync(None)
         start = time.perf_counter()
         out = fn()
         if sync is not None:
@@ -116,6 +137,49 @@ def jax_sync(out: Any) -> Any:
 def aot(fn: Callable[..., Any], *args: Any, donate_argnums: tuple[int, ...] = ()) -> Callable[..., Any]:
     """``jax.jit(fn)`` compiled ahead of time for ``args``, so no timing sees a compile."""
     return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the benchmarked work runs (``--device``): a torch device and a JAX device."""
+
+    tdev: torch.device
+    jdev: Any  # jax.Device
+
+    def tensor(self, a: np.ndarray) -> torch.Tensor:
+        """``a`` as a torch tensor on ``tdev`` (on the CPU it shares ``a``'s memory)."""
+        return torch.from_numpy(a).to(self.tdev)
+
+    def array(self, a: np.ndarray) -> jax.Array:
+        """``a`` as a JAX array committed to ``jdev``, its transfer done."""
+        return jax.block_until_ready(jax.device_put(a, self.jdev))
+
+    def sync(self, out: Any) -> None:
+        """The torch ``sync`` of :func:`measure`: ``torch.cuda.synchronize`` on CUDA, nothing on the CPU."""
+        if self.tdev.type == "cuda":
+            torch.cuda.synchronize(self.tdev)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The shapes of a run (``--sizes``)."""
+
+    matmul: int  # section 1: a square matmul of this size
+    width: int  # section 3: Linear(width, width) layers
+    shapes: Sequence[tuple[int, ...]]  # section 2: (m, n) or (batch, m, n)
+    gram: Sequence[tuple[int, ...]]  # section 5: the same
+
+
+#: The CPU sizes are those of docs/benchmark.md. On a GPU the shapes that matter are larger: single
+#: matrices from 2048x2048 to 8192x2048 (and its transpose), and stacks of equal matrices.
+_GPU_SHAPES = ((2048, 2048), (4096, 1024), (1024, 4096), (8192, 2048), (2048, 8192), (16, 1024, 1024))
+SIZES = {
+    "quick": Sizes(256, 128, ((64, 64), (128, 128), (128, 512), (512, 128), (6, 128, 128)),
+                   ((512, 128), (128, 512), (256, 256), (4, 256, 64))),
+    "cpu": Sizes(2048, 1024, ((512, 512), (1024, 1024), (1024, 4096), (4096, 1024), (6, 1024, 1024)),
+                 ((4096, 1024), (1024, 4096), (2048, 1024), (1024, 1024))),
+    "gpu": Sizes(8192, 2048, _GPU_SHAPES, _GPU_SHAPES),
+}
 
 
 # --------------------------------------------------------------------------- output
@@ -221,15 +285,15 @@ def flops_quintic(m: int, n: int, batch: int) -> float:
 # --------------------------------------------------------------------------- sections
 
 
-def section_ceiling(size: int, cfg: Config) -> dict[str, float]:
+def section_ceiling(size: int, cfg: Config, place: Place) -> dict[str, float]:
     print(f"## 1. fp32 matmul ceiling ({size}x{size} @ {size}x{size})\n")
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     flops = 2 * size**3
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    t_torch = measure(lambda: ta @ tb, cfg)
-    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    ta, tb = place.tensor(a), place.tensor(b)
+    t_torch = measure(lambda: ta @ tb, cfg, place.sync)
+    ja, jb = place.array(a), place.array(b)
     mm = aot(lambda x, y: x @ y, ja, jb)
     t_jax = measure(lambda: mm(ja, jb), cfg, jax_sync)
     ceiling = {"torch": flops / t_torch.seconds / 1e9, "jax": flops / t_jax.seconds / 1e9}
@@ -240,7 +304,8 @@ def section_ceiling(size: int, cfg: Config) -> dict[str, float]:
     return ceiling
 
 
-def section_orthogonalize(shapes: list[tuple[int, ...]], cfg: Config, ceiling: dict[str, float]) -> None:
+def section_orthogonalize(shapes: Sequence[tuple[int, ...]], cfg: Config, ceiling: dict[str, float],
+                          place: Place) -> None:
     print(f"## 2. Orthogonalisation ({NS_ITERS} iterations, fp32 unless stated)\n")
     print("ratio = time / time of the reference formulation in the same framework (lower is faster); "
           "% ceiling = useful FLOPs of the algorithm / time / that framework's matmul GFLOP/s.\n")
@@ -260,7 +325,7 @@ def section_orthogonalize(shapes: list[tuple[int, ...]], cfg: Config, ceiling: d
         batch = int(np.prod(batch_dims)) if batch_dims else 1
         name = "x".join(map(str, shape))
         g = rng.standard_normal(shape, dtype=np.float32)
-        tg, jg = torch.from_numpy(g), jnp.asarray(g)
+        tg, jg = place.tensor(g), place.array(g)
         f_ours, f_ref, f_quint = flops_ours_ns(m, n, batch), flops_reference(m, n, batch), flops_quintic(m, n, batch)
 
         j_ref = aot(reference_jax, jg)
@@ -269,6 +334,7 @@ def section_orthogonalize(shapes: list[tuple[int, ...]], cfg: Config, ceiling: d
         j_quint = aot(optax_ns, jg)
         j_ours_q = aot(partial(muon_jax.orthogonalize, method="quintic", ns_iters=NS_ITERS), jg)
         j_ours_pe = aot(partial(muon_jax.orthogonalize, method="polar_express", ns_iters=NS_ITERS), jg)
+        j_ours_q16 = aot(partial(muon_jax.orthogonalize, method="quintic", ns_iters=NS_ITERS, dtype="bfloat16"), jg)
         batch_note = " (loop over batch)" if batch_dims else ""
         # (label, framework, call, useful FLOPs or None, JAX?)
         cases: list[tuple[str, str, Callable[[], Any], float | None, bool]] = [
@@ -286,6 +352,7 @@ def section_orthogonalize(shapes: list[tuple[int, ...]], cfg: Config, ceiling: d
             ("ours svd", "jax", partial(j_svd, jg), None, True),
             ("ours quintic", "jax", partial(j_ours_q, jg), f_quint, True),
             ("ours polar_express", "jax", partial(j_ours_pe, jg), f_quint, True),
+            ("ours quintic, bf16", "jax", partial(j_ours_q16, jg), f_quint, True),
             ("optax.contrib quintic NS" + (" (vmap)" if batch_dims else ""), "jax", partial(j_quint, jg), f_quint,
              True),
         ]
@@ -295,7 +362,7 @@ def section_orthogonalize(shapes: list[tuple[int, ...]], cfg: Config, ceiling: d
         ref_time: dict[str, float] = {}
         with torch.no_grad():
             for label, fw, call, flops, is_jax in cases:
-                t = measure(call, cfg, jax_sync if is_jax else None)
+                t = measure(call, cfg, jax_sync if is_jax else place.sync)
                 if label == "reference formulation":
                     ref_time[fw] = t.seconds
                 ratio = fmt_ratio(t.seconds / ref_time[fw])
@@ -305,7 +372,7 @@ def section_orthogonalize(shapes: list[tuple[int, ...]], cfg: Config, ceiling: d
         table(["algorithm", "framework", "time (ms)", "n", "ratio to reference", "% ceiling"], rows)
 
 
-def section_gram(shapes: list[tuple[int, int]], cfg: Config) -> None:
+def section_gram(shapes: Sequence[tuple[int, ...]], cfg: Config, place: Place) -> None:
     print(f"## 5. Gram Newton–Schulz against the standard form ({NS_ITERS} steps, fp32)\n")
     print("What the optimizers run (the form chosen by shape: `muon_common.use_gram`) against the standard "
           "steps on the small side, in the same framework and the same run; `gram/standard` is the time "
@@ -314,9 +381,11 @@ def section_gram(shapes: list[tuple[int, int]], cfg: Config) -> None:
     methods: dict[str, Any] = {"ns": "ns", "quintic": "quintic", "polar_express": "polar_express",
                                "a user list": [list(t) for t in NS_METHODS["polar_express"].coefficients[:5]]}
     rows = []
-    for m, n in shapes:
-        g = rng.standard_normal((m, n), dtype=np.float32)
-        tg, jg = torch.from_numpy(g), jnp.asarray(g)
+    for shape in shapes:
+        *_, m, n = shape
+        name = "x".join(map(str, shape))
+        g = rng.standard_normal(shape, dtype=np.float32)
+        tg, jg = place.tensor(g), place.array(g)
         for label, method in methods.items():
             coefficients, scale = ns_schedule(method, NS_ITERS)
             standard_count, gram_count = gram_costs(m, n, coefficients)
@@ -326,16 +395,16 @@ def section_gram(shapes: list[tuple[int, int]], cfg: Config) -> None:
                 for form in (None, False):
                     if fw == "torch":
                         call = partial(torch_newton_schulz, tg, coefficients, EPS, scale, gram=form)
-                        times[form] = measure(call, cfg)
+                        times[form] = measure(call, cfg, place.sync)
                     else:
                         f = aot(partial(jax_newton_schulz, coefficients=coefficients, eps=EPS, norm_scale=scale,
                                         gram=form), jg)
                         times[form] = measure(partial(f, jg), cfg, jax_sync)
                 ratio = times[None].seconds / times[False].seconds
                 count = (gram_count if chosen == "Gram" else standard_count) / standard_count
-                rows.append([f"{m}x{n}", label, fw, chosen, fmt_ms(times[None]), fmt_ms(times[False]),
+                rows.append([name, label, fw, chosen, fmt_ms(times[None]), fmt_ms(times[False]),
                              fmt_ratio(ratio), fmt_ratio(count)])
-                print(f"  .. {m}x{n} {label} {fw}: {ratio:.2f}", file=sys.stderr, flush=True)
+                print(f"  .. {name} {label} {fw}: {ratio:.2f}", file=sys.stderr, flush=True)
     table(["shape", "method", "framework", "form chosen", "chosen (ms)", "standard (ms)", "gram/standard",
            "mult-adds"], rows)
 
@@ -354,7 +423,7 @@ def jax_state_bytes(state: Any) -> int:
     return sum(int(leaf.nbytes) for leaf in jax.tree.leaves(state) if hasattr(leaf, "nbytes"))
 
 
-def section_step(width: int, layers: int, cfg: Config) -> None:
+def section_step(width: int, layers: int, cfg: Config, place: Place) -> None:
     print(f"## 3. Optimizer step ({layers} x Linear({width}, {width}) with bias, fp32)\n")
     rng = np.random.default_rng(2)
     weights = [rng.standard_normal((width, width), dtype=np.float32) * width**-0.5 for _ in range(layers)]
@@ -365,14 +434,14 @@ def section_step(width: int, layers: int, cfg: Config) -> None:
 
     # ---- torch
     def torch_model() -> nn.Sequential:
-        model = nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)])
+        model = nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)]).to(place.tdev)
         with torch.no_grad():
             for i, lin in enumerate(model):
                 assert isinstance(lin, nn.Linear)
-                lin.weight.copy_(torch.from_numpy(weights[i]))
-                lin.bias.copy_(torch.from_numpy(biases[i]))
-                lin.weight.grad = torch.from_numpy(gw[i]).clone()
-                lin.bias.grad = torch.from_numpy(gb[i]).clone()
+                lin.weight.copy_(place.tensor(weights[i]))
+                lin.bias.copy_(place.tensor(biases[i]))
+                lin.weight.grad = place.tensor(gw[i]).clone()
+                lin.bias.grad = place.tensor(gb[i]).clone()
         return model
 
     def torch_opts(model: nn.Sequential) -> list[Any]:
@@ -403,18 +472,19 @@ def section_step(width: int, layers: int, cfg: Config) -> None:
                 for o in opts:
                     o.step()
 
-            t = measure(step, cfg)
+            t = measure(step, cfg, place.sync)
             results[label] = t.seconds
             step_rows.append([label, "torch", fmt_ms(t), t.label, fmt_ratio(t.seconds / results["torch.optim.AdamW"])])
             sb = torch_state_bytes(*opts)
             mem_rows.append([label, "torch", fmt_bytes(sb), fmt_ratio(sb / param_bytes)])
             print(f"  .. step torch {label}: {t.ms:.1f} ms (n={t.n})", file=sys.stderr, flush=True)
-        stacked = torch.from_numpy(np.stack(gw))
-        t_orth_torch = measure(lambda: torch_orthogonalize_(stacked, "ns", NS_ITERS, EPS), cfg)
+        stacked = place.tensor(np.stack(gw))
+        t_orth_torch = measure(lambda: torch_orthogonalize_(stacked, "ns", NS_ITERS, EPS), cfg, place.sync)
 
     # ---- jax
-    jparams = {f"layer{i}": {"kernel": jnp.asarray(weights[i]), "bias": jnp.asarray(biases[i])} for i in range(layers)}
-    jgrads = {f"layer{i}": {"kernel": jnp.asarray(gw[i]), "bias": jnp.asarray(gb[i])} for i in range(layers)}
+    jparams = {f"layer{i}": {"kernel": place.array(weights[i]), "bias": place.array(biases[i])}
+               for i in range(layers)}
+    jgrads = {f"layer{i}": {"kernel": place.array(gw[i]), "bias": place.array(gb[i])} for i in range(layers)}
     jax_cases: list[tuple[str, optax.GradientTransformation]] = [
         ("optax.adamw", optax.adamw(1e-3)),
         ("ours: muon_jax.muon", muon_jax.muon(LR)),
@@ -442,7 +512,7 @@ def section_step(width: int, layers: int, cfg: Config) -> None:
         sb = jax_state_bytes(holder[1])
         mem_rows.append([label, "jax", fmt_bytes(sb), fmt_ratio(sb / param_bytes)])
         print(f"  .. step jax {label}: {t.ms:.1f} ms (n={t.n})", file=sys.stderr, flush=True)
-    jstacked = jnp.asarray(np.stack(gw))
+    jstacked = place.array(np.stack(gw))
     j_orth = aot(lambda x: muon_jax.orthogonalize(x, method="ns", ns_iters=NS_ITERS), jstacked)
     t_orth_jax = measure(lambda: j_orth(jstacked), cfg, jax_sync)
 
@@ -473,36 +543,47 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
     parser.add_argument("--repeats", type=int, default=None, help="most timed calls per case")
     parser.add_argument("--sections", default="1,2,3,5", help="which sections to run, e.g. 1,3 (1 is always run)")
+    _device.add_device_argument(parser)
+    parser.add_argument("--sizes", choices=tuple(SIZES), default=None,
+                        help="the shapes (default: quick with --quick, gpu with --device cuda/gpu, else cpu)")
     args = parser.parse_args(argv)
+    _device.check_torch(parser, args.device)
+    place = Place(_device.torch_device(args.device), _device.check_jax(parser, args.device))
+    on_gpu = _device.is_gpu(args.device)
 
     if args.quick:
         cfg = Config(repeats=args.repeats or 3, budget_s=0.2, slow_s=1.0)
-        mm_size, width = 256, 128
-        shapes: list[tuple[int, ...]] = [(64, 64), (128, 128), (128, 512), (512, 128), (6, 128, 128)]
-        gram_shapes = [(512, 128), (128, 512), (256, 256)]
+    elif on_gpu:  # calls of milliseconds: more samples, less time each
+        cfg = Config(repeats=args.repeats or 10, budget_s=0.5, slow_s=3.0)
     else:
         cfg = Config(repeats=args.repeats or 7, budget_s=3.0, slow_s=6.0)
-        mm_size, width = 2048, 1024
-        shapes = [(512, 512), (1024, 1024), (1024, 4096), (4096, 1024), (6, 1024, 1024)]
-        gram_shapes = [(4096, 1024), (1024, 4096), (2048, 1024), (1024, 1024)]
+    sizes_name = args.sizes or ("quick" if args.quick else "gpu" if on_gpu else "cpu")
+    sizes = SIZES[sizes_name]
 
     start = time.perf_counter()
     print("# Muon twins benchmark" + (" (--quick)" if args.quick else "") + "\n")
     print(f"- {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average at start {os.getloadavg()[0]:.2f}")
+    print(f"- device {args.device}: torch on {_device.torch_description(place.tdev)}, "
+          f"jax on {_device.jax_description(place.jdev)}; sizes {sizes_name}")
     print(f"- torch {torch.__version__} ({torch.get_num_threads()} threads), jax {jax.__version__} "
           f"({jax.default_backend()}), optax {optax.__version__}, numpy {np.__version__}")
+    jax_precision = jax.config.jax_default_matmul_precision  # type: ignore[attr-defined]  # not in the stubs
+    print(f"- float32 matmul precision: torch.get_float32_matmul_precision() = "
+          f"{torch.get_float32_matmul_precision()!r}, jax_default_matmul_precision = "
+          f"{jax_precision!r} (None: the backend's default)")
     print(f"- timing: 1 warm-up, then median of n calls (n <= {cfg.repeats}, fewer for slow cases; "
           f"a case whose warm-up takes over {cfg.slow_s:.0f} s is timed by that call alone)\n")
 
     sections = set(args.sections.split(","))
-    ceiling = section_ceiling(mm_size, cfg)
-    if "2" in sections:
-        section_orthogonalize(shapes, cfg, ceiling)
-    if "3" in sections:
-        section_step(width, 6, cfg)
-    if "5" in sections:
-        section_gram(gram_shapes, cfg)
+    with jax.default_device(place.jdev):  # what JAX creates without a device (optimizer state) goes there too
+        ceiling = section_ceiling(sizes.matmul, cfg, place)
+        if "2" in sections:
+            section_orthogonalize(sizes.shapes, cfg, ceiling, place)
+        if "3" in sections:
+            section_step(sizes.width, 6, cfg, place)
+        if "5" in sections:
+            section_gram(sizes.gram, cfg, place)
     print(f"_Total wall time {time.perf_counter() - start:.0f} s; "
           f"load average at end {os.getloadavg()[0]:.2f}._")
 

@@ -1,6 +1,9 @@
 r"""Orthogonalisation quality of ``muon_torch.orthogonalize``, printed as markdown tables.
 
-Run ``python benchmarks/quality.py [--out benchmarks/quality.md]`` (about 10 seconds on one CPU core).
+Run ``python benchmarks/quality.py [--out benchmarks/quality.md] [--device cpu|cuda]`` (about
+10 seconds on one CPU core). ``--device cuda`` (or its synonym ``gpu``) runs the
+orthogonalisations under test on the GPU; the inputs are made and every metric is computed on
+the CPU in float64 as before, and the report then names the device under its title.
 
 For an input ``G = U S V^T`` (thin SVD, computed in float64) the exact polar factor is
 ``P = U_r V_r^T``, where ``r`` keeps the numerically nonzero directions,
@@ -58,6 +61,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import _device  # benchmarks/_device.py: this script's folder is on sys.path
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
@@ -114,6 +118,11 @@ def momentum_input(steps: int = 50, batch: int = 128) -> torch.Tensor:
     return opt.state[hidden]["momentum_buffer"].detach().clone()
 
 
+def orthogonalize(G: torch.Tensor, device: torch.device, **kwargs: Any) -> torch.Tensor:
+    """``muon_torch.orthogonalize(G, **kwargs)`` run on ``device``, the result back on the CPU."""
+    return muon_torch.orthogonalize(G.to(device), **kwargs).cpu()
+
+
 def quality(O: torch.Tensor, U: torch.Tensor, Vh: torch.Tensor) -> tuple[float, float, float, float]:
     """``min`` and ``max`` of ``diag(U^T O V)``, ``||O - P||_F / ||P||_F`` and the same for
     ``O_r = U U^T O V V^T`` (``P = U V^T``), all in float64."""
@@ -132,7 +141,7 @@ def fmt(x: float) -> str:
     return f"{x:.4f}" if abs(x) >= 1e-3 else f"{x:.2e}"
 
 
-def table(inputs: dict[str, torch.Tensor]) -> str:
+def table(inputs: dict[str, torch.Tensor], device: torch.device) -> str:
     """The markdown report: a line of input statistics, then the quality table."""
     lines = []
     rows = ["| input | method | iters | min sv | max sv | rel dist | rel dist (range) |",
@@ -146,7 +155,7 @@ def table(inputs: dict[str, torch.Tensor]) -> str:
                      f"(sigma_max = {S[0].item():.4g})")
         for method in METHODS:
             for iters in (ITERS if method != "svd" else (5,)):
-                O = muon_torch.orthogonalize(G, method=method, ns_iters=iters)
+                O = orthogonalize(G, device, method=method, ns_iters=iters)
                 lo, hi, rel, rel_range = quality(O, U, Vh)
                 shown = "-" if method == "svd" else str(iters)
                 rows.append(f"| {name} | {method} | {shown} | {fmt(lo)} | {fmt(hi)} | {rel:.3e} | {rel_range:.3e} |")
@@ -159,13 +168,13 @@ def matmuls(method: Any, iters: int) -> int:
     return sum(2 if c == 0.0 else 3 for _, _, c in coefficients)
 
 
-def spectral_start(G: torch.Tensor, method: Any, iters: int, sigma: float) -> torch.Tensor:
+def spectral_start(G: torch.Tensor, method: Any, iters: int, sigma: float, device: torch.device) -> torch.Tensor:
     """``orthogonalize`` from ``X0 = G / (k sigma)`` instead of ``G / (k sqrt(||G||_F^2 + (n+1) eps))``:
     the Frobenius start with the first step's ``(a, b, c)`` replaced by ``(a r, b r^3, c r^5)``."""
     coefficients, k = ns_schedule(method, iters)
     r = math.sqrt(G.double().square().sum().item() + (G.shape[-1] + 1) * DEFAULTS["eps"]) / (k * sigma)
     (a, b, c), rest = coefficients[0], coefficients[1:]
-    return muon_torch.orthogonalize(G, method=[(a * r, b * r**3, c * r**5), *rest], ns_iters=iters)
+    return orthogonalize(G, device, method=[(a * r, b * r**3, c * r**5), *rest], ns_iters=iters)
 
 
 def polar(X: torch.Tensor) -> torch.Tensor:
@@ -175,7 +184,7 @@ def polar(X: torch.Tensor) -> torch.Tensor:
     return U[:, keep] @ Vh[keep]
 
 
-def normalization_table(inputs: dict[str, torch.Tensor]) -> str:
+def normalization_table(inputs: dict[str, torch.Tensor], device: torch.device) -> str:
     """The second report: a line per input, the table at equal matmul count, the comparison."""
     lines = []
     head = " | ".join(f"min sv ({n}) | rel dist ({n})" for n in NORMALIZATIONS)
@@ -205,9 +214,9 @@ def normalization_table(inputs: dict[str, torch.Tensor]) -> str:
                 cells = []
                 for norm in NORMALIZATIONS:
                     if norm == "spectral*":
-                        O = spectral_start(G, method, iters, S[0].item())
+                        O = spectral_start(G, method, iters, S[0].item(), device)
                     else:
-                        O = muon_torch.orthogonalize(G, method=method, ns_iters=iters, normalization=norm)
+                        O = orthogonalize(G, device, method=method, ns_iters=iters, normalization=norm)
                     O = O.double()
                     lo = torch.linalg.svdvals(O)[rank - 1].item()
                     rel = (torch.linalg.matrix_norm(O - P) / torch.linalg.matrix_norm(P)).item()
@@ -225,19 +234,27 @@ def normalization_table(inputs: dict[str, torch.Tensor]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(rows) + "\n\n" + "\n".join(compare) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("quality.md"),
                         help="markdown file to write the tables to")
-    args = parser.parse_args()
+    _device.add_device_argument(parser)
+    args = parser.parse_args(argv)
+    _device.check_torch(parser, args.device)
+    device = _device.torch_device(args.device)
     # One thread: the numbers do not depend on the core count, and LAPACK does not stall when
     # the cores are busy (two threads on a loaded two-core machine made each SVD 500x slower).
     torch.set_num_threads(1)
+    where = (f"device {args.device}: orthogonalisation on {_device.torch_description(device)}, float32 matmul "
+             f"precision {torch.get_float32_matmul_precision()!r}; inputs and metrics on the CPU")
+    print(f"- {where}\n", flush=True)
     inputs = {"gaussian": gaussian_input(), "momentum": momentum_input()}
-    report = (table(inputs) + "\n## Starting normalisation at equal matmul count\n\n"
-              + normalization_table(inputs))
+    report = (table(inputs, device) + "\n## Starting normalisation at equal matmul count\n\n"
+              + normalization_table(inputs, device))
     print(report, end="")
-    args.out.write_text("# Orthogonalisation quality (float32)\n\n" + report)
+    # The CPU report is the one in the repository; another device's says where it ran.
+    title = "# Orthogonalisation quality (float32)\n\n" + ("" if device.type == "cpu" else f"_{where}._\n\n")
+    args.out.write_text(title + report)
 
 
 if __name__ == "__main__":
