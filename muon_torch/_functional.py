@@ -16,8 +16,8 @@ from muon_torch._orthogonalize import Method, orthogonalize_
 
 def to_batched(t: Tensor, axes: ResolvedAxes) -> Tensor:
     """View ``t`` as ``(batch, rows, cols)`` following ``axes``."""
-    rows = math.prod(t.shape[a] for a in axes.rows)
-    cols = math.prod(t.shape[a] for a in axes.cols)
+    rows = math.prod([t.shape[a] for a in axes.rows])
+    cols = math.prod([t.shape[a] for a in axes.cols])
     return t.permute(axes.batch + axes.rows + axes.cols).reshape(-1, rows, cols)
 
 
@@ -156,8 +156,8 @@ def apply_direction(p: Tensor, direction: Tensor, keep: Tensor, lr: float | Tens
     step = lr
     if axes is not None:
         # Torch layout: rows are the fan-out (``Linear.weight`` is ``(out, in)``).
-        rows = math.prod(shape[a] for a in axes.rows)
-        cols = math.prod(shape[a] for a in axes.cols)
+        rows = math.prod([shape[a] for a in axes.rows])
+        cols = math.prod([shape[a] for a in axes.cols])
         step = lr * lr_adjustment(adjust_lr, fan_in=cols, fan_out=rows)
     p.sub_(direction * (keep * step))
 
