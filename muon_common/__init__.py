@@ -7,7 +7,6 @@ same message.
 """
 
 from muon_common._portable import (
-    REFERENCE_DEMO_TORCH_TO_FLAX,
     PortableState,
     invert,
     remap,
@@ -47,7 +46,6 @@ __all__ = [
     "NORMALIZATIONS",
     "NS_METHODS",
     "RECIPE",
-    "REFERENCE_DEMO_TORCH_TO_FLAX",
     "MatrixAxes",
     "Messages",
     "NSMethod",

@@ -57,6 +57,3 @@ def sequential_torch_to_flax(linear_indices: list[int]) -> dict[str, Target]:
         out[f"{i}.bias"] = f"layers/{i}/bias"
     return out
 
-
-#: The reference demo (``examples/reference_demo_*.py``): Linear, ReLU, Linear.
-REFERENCE_DEMO_TORCH_TO_FLAX = sequential_torch_to_flax([0, 2])

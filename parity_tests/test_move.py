@@ -20,9 +20,11 @@ import torch
 
 import muon_jax
 import muon_torch
-from muon_common import REFERENCE_DEMO_TORCH_TO_FLAX, invert, remap
+from muon_common import invert, remap, sequential_torch_to_flax
 from parity_tests.harness import LR, max_rel_err
 
+#: The reference demo's model (Linear, ReLU, Linear): torch names -> Flax NNX names.
+REFERENCE_DEMO_TORCH_TO_FLAX = sequential_torch_to_flax([0, 2])
 TORCH_SHAPES = {"0.weight": (16, 8), "0.bias": (16,), "2.weight": (4, 16), "2.bias": (4,)}
 STEPS = 20
 
