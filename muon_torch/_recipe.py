@@ -11,7 +11,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ConstantLR, LinearLR, LRScheduler, SequentialLR
 
 from muon_common import RECIPE, MatrixAxes, wsd_segments
-from muon_torch.muon import Muon, param_groups
+from muon_torch.optimizer import Muon, param_groups
 
 __all__ = ["recommended", "warmup_stable_decay"]
 

@@ -168,3 +168,20 @@ def test_blocker_is_effective(results: dict[str, tuple[int, str, str]]) -> None:
     assert rc != 0
     assert "ImportError" in stderr or "ModuleNotFoundError" in stderr, stderr
     assert "jax is blocked for this test" in stderr, stderr
+
+
+def test_modules_are_named_after_what_they_hold() -> None:
+    """``muon_torch.muon`` is the functional step and ``muon_torch.optimizer`` the module of the
+    optimizer: no module hides behind a function of the same name."""
+    import importlib
+    import pickle
+    import types
+
+    import muon_torch
+
+    assert isinstance(importlib.import_module("muon_torch.optimizer"), types.ModuleType)
+    assert callable(muon_torch.muon) and not isinstance(muon_torch.muon, types.ModuleType)
+    # What 0.1 pickled (``torch.save(optimizer)``) names the class by its old module path.
+    old = pickle.dumps(muon_torch.Muon, protocol=0).replace(b"muon_torch.optimizer", b"muon_torch.muon")
+    assert b"muon_torch.muon\n" in old
+    assert pickle.loads(old) is muon_torch.Muon
