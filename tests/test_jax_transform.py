@@ -1,4 +1,4 @@
-"""``muon_jax`` as an Optax gradient transformation (style of optax's own tests)."""
+"""``muon_jax`` as an Optax gradient transformation."""
 
 from __future__ import annotations
 
