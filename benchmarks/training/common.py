@@ -59,10 +59,11 @@ class Config:
 #: warmup–stable–decay schedule shape (``muon_common.RECIPE``'s fractions), scaled to its peak lr;
 #: a hybrid gives its AdamW part the same peak lr as its Muon part (ours: ``RECIPE.adamw_lr_ratio``).
 CONFIGS: dict[str, Config] = {c.key: c for c in (
-    Config("recommended", "**ours: `recommended`**", True, "adamw"),
-    # Candidates for the recipe (issue: past the anchors), each the recipe with one change:
-    Config("recommended_normuon", "ours: `recommended` + NorMuon (`neuron_norm`)", True, "adamw"),
-    Config("recommended_aol4", "ours: `recommended` + AOL start, Polar Express steps 2-5 (Turbo-Muon)", True,
+    Config("recommended", "**ours: `recommended`** (NorMuon)", True, "adamw"),
+    # The recipe candidates measured against the 0.1 recipe, each that recipe with one change: NorMuon
+    # won and is the recipe now (``recommended``); the AOL start did not.
+    Config("recommended_0_1", "ours: the 0.1 recipe (no NorMuon)", True, "adamw"),
+    Config("recommended_aol4", "ours: the 0.1 recipe + AOL start, Polar Express steps 2-5 (Turbo-Muon)", True,
            "adamw"),
     # Muon(params, lr) / muon(lr): cubic Newton–Schulz, beta 0.9, wd 0.01, every matrix (the reference).
     Config("ns", "ours: reference defaults (`ns`)", True, "spectral"),
@@ -83,10 +84,10 @@ CONFIGS: dict[str, Config] = {c.key: c for c in (
 #: The recipe candidates: the options each one adds to ``recommended()`` (both frameworks).
 VARIANTS: dict[str, dict[str, Any]] = {
     "recommended": {},
-    "recommended_normuon": {"neuron_norm": True},
+    "recommended_0_1": {"neuron_norm": False},
     # Turbo-Muon's recipe: the AOL start, and the Polar Express table without its first step
     # (the step that grows the smallest singular values, which AOL starts larger).
-    "recommended_aol4": {"normalization": "aol", "ns_iters": 4,
+    "recommended_aol4": {"neuron_norm": False, "normalization": "aol", "ns_iters": 4,
                          "method": [list(t) for t in NS_METHODS["polar_express"].coefficients[1:]]},
 }
 
@@ -121,7 +122,7 @@ class Task:
         return np.arange(0, self.steps + 1, self.eval_every)
 
 
-_CANDIDATES = ("recommended_normuon", "recommended_aol4")
+_CANDIDATES = ("recommended_0_1", "recommended_aol4")
 _FULL = {
     "torch": ("recommended", *_CANDIDATES, "ns", "adamw", "adamw_default", "torch_muon", "torch_muon_hybrid"),
     "jax": ("recommended", *_CANDIDATES, "ns", "adamw", "adamw_default", "optax_muon", "optax_muon_hybrid"),
