@@ -63,12 +63,54 @@ Coefficients = tuple[float, float, float]
 
 
 class NSMethod(NamedTuple):
-    """An odd-polynomial Newton–Schulz method.
+    """An odd-polynomial Newton–Schulz method, and how both twins run one.
 
     Step ``k`` maps ``X <- a X + b (X X^T) X + c (X X^T)^2 X`` with ``(a, b, c) =
     coefficients[k]``; the last triple repeats when more steps are asked for.
-    ``X0 = G / (norm_scale * sqrt(||G||_F^2 + (n+1) eps))`` under the reference's
-    Frobenius normalisation (see ``newton_schulz`` of either twin for ``"aol"``).
+    ``norm_scale`` is the method's safety factor ``k`` below. ``newton_schulz`` in either
+    twin computes it on every trailing matrix of ``G`` as follows.
+
+    Per step ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, with ``X X^T`` formed on the
+    smaller side of the matrix (``X`` is ``s x l``, ``s <= l``). For ``c = 0`` this costs two
+    matmuls a step, otherwise three. With ``compute_dtype="bfloat16"`` the steps run in
+    bfloat16 and the result is cast back. The start ``X0`` depends on ``normalization``
+    (``k = norm_scale``, the method's safety factor):
+
+    * ``"frobenius"`` (the reference): ``X0 = G / (k sqrt(||G||_F^2 + (n + 1) eps))`` with
+      ``n = G.shape[-1]``, the trace normalisation of ``G^T G + eps I``; computed in ``G``'s
+      dtype.
+    * ``"aol"`` (Turbo-Muon): with ``S = X X^T`` on the small side,
+      ``X0 = D X``, ``D = diag(d)``, ``d_i = 1 / (k sqrt(sum_j |S_ij| + eps))``: the
+      almost-orthogonal-layer rescaling of ``S + eps I``. By the Schur test
+      ``||X0||_2 <= 1 / k``, usually with a larger smallest singular value than the
+      Frobenius start. The first step reuses ``S`` as ``X0 X0^T = D S D`` (an elementwise
+      scaling), so the matmul count is unchanged. ``S`` is formed in the compute dtype like
+      every step's Gram matrix; the row sums (clamped below at the smallest normal number,
+      so that a row whose squares underflow keeps a finite ``d``), ``d``, ``D X`` and
+      ``D S D`` are computed in float32 (or ``G``'s dtype if wider) and rounded once.
+      ``D`` is not a multiple of ``I`` unless all row sums are equal, so ``X0`` has other
+      singular vectors than ``G``: the iteration tends to the polar factor of ``D X``,
+      which differs from that of ``G`` by a rotation (``R U V^T`` with ``R`` orthogonal,
+      ``s x s``). The two agree for equal row sums; ``benchmarks/quality.py`` measures the
+      gap (0.7% relative on a Gaussian matrix, 43% on a real momentum matrix). The
+      method's coefficients are applied as they are; Turbo-Muon's code instead runs the
+      last four triples of Dion's five-step table.
+
+    ``G`` is first divided by its largest entry ``m`` (the same ``X0`` in exact arithmetic,
+    with ``eps`` read as ``eps / m^2``): ``||G||^2`` and ``G G^T`` would overflow float32 for
+    entries above ~1e19 and underflow below ~1e-19. So a zero matrix maps to zero and an
+    input far below ``sqrt(eps)`` to nearly zero, as in the reference.
+
+    The reference also adds ``eps I`` inside its iteration; that shift moves the
+    result by about ``30 eps / ||G||_F^2`` relative (measured, 5 steps) and is
+    not applied here.
+
+    References:
+      Boissin, Massena, Mamalet, Serrurier (2025), "Turbo-Muon: Accelerating
+      Orthogonality-Based Optimization with Pre-Conditioning", arXiv:2512.04632, and its
+      code (github.com/thib-s/flash-newton-schulz, ``NS_ours``): the AOL rescaling fused into
+      the first step. Prach and Lampert (2022), "Almost-Orthogonal Layers for Efficient
+      General-Purpose Lipschitz Networks", arXiv:2208.03160: ``d`` and the bound.
     """
 
     coefficients: tuple[Coefficients, ...]
@@ -106,12 +148,24 @@ GRAM_RESTART_EVERY = 3
 def gram_costs(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> tuple[int, int]:
     """Multiply-adds of Newton–Schulz on a ``rows x cols`` matrix: ``(standard, gram)``.
 
-    With ``s <= l`` its sides: a standard step forms ``A = X X^T`` and ``A X`` (``2 s^2 l``),
-    plus ``A^2`` when ``c != 0`` (``s^3``). The Gram form (Dao-AILab's gram-newton-schulz)
-    iterates on the ``s x s`` Gram matrix alone: ``X_k = Q_k X_0`` with ``Q <- p(A) Q`` and
-    ``A <- p(A) A p(A)``, ``p(A) = a I + b A + c A^2``, so a step costs ``s^3`` matmuls only;
-    it forms ``A`` once and ``Q X_0`` at the end (``s^2 l`` each), and each restart
-    (:data:`GRAM_RESTART_EVERY`) both again.
+    With ``s <= l`` its sides, a standard step forms ``A = X X^T`` and ``A X`` (``2 s^2 l``),
+    plus ``A^2`` when ``c != 0`` (``s^3``). The Gram form iterates on the ``s x s`` Gram matrix
+    alone: with ``p(A) = a I + b A + c A^2`` a step is ``X <- p(A) X``, and since ``p(A)``
+    commutes with ``A`` the next Gram matrix is ``p(A) A p(A)`` and ``X_k = Q_k X_0`` with
+    ``Q <- p(A) Q``. A step then costs ``s^3`` matmuls only; ``A`` is formed once and
+    ``Q X_0`` at the end (``s^2 l`` each), and again at each restart: before every step ``k``
+    with ``k % GRAM_RESTART_EVERY == 0`` the iterate and its Gram matrix are formed afresh,
+    which keeps ``A`` positive semidefinite (it drifts in low precision). In exact arithmetic
+    the result is that of the standard steps.
+
+    How both twins run it (``gram_newton_schulz``): ``A``, ``p(A)`` and ``Q`` are kept in
+    float32 at least, and ``A`` is formed there even from a bfloat16 ``X``: rounded to
+    bfloat16, its zero eigenvalues (a rank-deficient input) turn into negative ones of about
+    ``4e-3``, which ``p`` grows to NaN within ten steps (measured).
+
+    References:
+      Dao-AILab, gram-newton-schulz (2026): the Gram iteration with restarts, used by
+      microsoft/dion and DeepSpeed for rectangular matrices.
     """
     s, l = min(rows, cols), max(rows, cols)
     big, small = s * s * l, s * s * s

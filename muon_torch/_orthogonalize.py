@@ -24,53 +24,13 @@ Method = str | Sequence[Sequence[float]]
 def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]], eps: float,
                   norm_scale: float = 1.0, compute_dtype: str | None = None,
                   normalization: str = "frobenius", gram: bool | None = None) -> Tensor:
-    r"""Odd-polynomial Newton–Schulz iteration on every trailing matrix of ``G``.
+    r"""Odd-polynomial Newton–Schulz iteration on every trailing matrix of ``G``: the start,
+    steps and normalisations that :class:`muon_common.NSMethod` describes, in torch.
 
     ``gram`` picks the form of the steps: the Gram form (:func:`gram_newton_schulz`) or the
     standard one; ``None`` (the optimizers' choice) takes the cheaper for this shape
-    (``muon_common.use_gram``). Both give the same result up to rounding.
-
-    Per step ``X <- a X + b (X X^T) X + c (X X^T)^2 X``, with ``X X^T`` formed on the
-    smaller side of the matrix (``X`` is ``s x l``, ``s <= l``). For ``c = 0`` this costs two
-    matmuls a step, otherwise three. With ``compute_dtype="bfloat16"`` the steps run in
-    bfloat16 and the result is cast back. The start ``X0`` depends on ``normalization``
-    (``k = norm_scale``, the method's safety factor):
-
-    * ``"frobenius"`` (the reference): ``X0 = G / (k sqrt(||G||_F^2 + (n + 1) eps))`` with
-      ``n = G.shape[-1]``, the trace normalisation of ``G^T G + eps I``; computed in ``G``'s
-      dtype.
-    * ``"aol"`` (Turbo-Muon): with ``S = X X^T`` on the small side,
-      ``X0 = D X``, ``D = diag(d)``, ``d_i = 1 / (k sqrt(sum_j |S_ij| + eps))``: the
-      almost-orthogonal-layer rescaling of ``S + eps I``. By the Schur test
-      ``||X0||_2 <= 1 / k``, usually with a larger smallest singular value than the
-      Frobenius start. The first step reuses ``S`` as ``X0 X0^T = D S D`` (an elementwise
-      scaling), so the matmul count is unchanged. ``S`` is formed in the compute dtype like
-      every step's Gram matrix; the row sums (clamped below at the smallest normal number,
-      so that a row whose squares underflow keeps a finite ``d``), ``d``, ``D X`` and
-      ``D S D`` are computed in float32 (or ``G``'s dtype if wider) and rounded once.
-      ``D`` is not a multiple of ``I`` unless all row sums are equal, so ``X0`` has other
-      singular vectors than ``G``: the iteration tends to the polar factor of ``D X``,
-      which differs from that of ``G`` by a rotation (``R U V^T`` with ``R`` orthogonal,
-      ``s x s``). The two agree for equal row sums; ``benchmarks/quality.py`` measures the
-      gap (0.7% relative on a Gaussian matrix, 43% on a real momentum matrix). The
-      method's coefficients are applied as they are; Turbo-Muon's code instead runs the
-      last four triples of Dion's five-step table.
-
-    ``G`` is first divided by its largest entry ``m`` (the same ``X0`` in exact arithmetic,
-    with ``eps`` read as ``eps / m^2``): ``||G||^2`` and ``G G^T`` would overflow float32 for
-    entries above ~1e19 and underflow below ~1e-19. So a zero matrix maps to zero and an
-    input far below ``sqrt(eps)`` to nearly zero, as in the reference.
-
-    The reference also adds ``eps I`` inside its iteration; that shift moves the
-    result by about ``30 eps / ||G||_F^2`` relative (measured, 5 steps) and is
-    not applied here.
-
-    References:
-      Boissin, Massena, Mamalet, Serrurier (2025), "Turbo-Muon: Accelerating
-      Orthogonality-Based Optimization with Pre-Conditioning", arXiv:2512.04632, and its
-      code (github.com/thib-s/flash-newton-schulz, ``NS_ours``): the AOL rescaling fused into
-      the first step. Prach and Lampert (2022), "Almost-Orthogonal Layers for Efficient
-      General-Purpose Lipschitz Networks", arXiv:2208.03160: ``d`` and the bound.
+    (``muon_common.use_gram``). Both give the same result up to rounding. Each standard step
+    is two fused ``baddbmm`` calls (one rounding each, also in bfloat16).
     """
     rows, cols = G.shape[-2:]
     X = G.reshape(-1, rows, cols)
@@ -117,23 +77,9 @@ def _gram_matrix(X: Tensor, acc: torch.dtype) -> Tensor:
 
 
 def gram_newton_schulz(X: Tensor, A: Tensor | None, coefficients: Sequence[tuple[float, float, float]]) -> Tensor:
-    r"""The Newton–Schulz steps on a wide ``X`` (``s x l``, ``s < l``) in Gram form.
-
-    With ``p(A) = a I + b A + c A^2``, a step is ``X <- p(A) X`` with ``A = X X^T``; since
-    ``p(A)`` commutes with ``A``, the next Gram matrix is ``p(A) A p(A)``, and
-    ``X_k = Q_k X_0`` with ``Q <- p(A) Q``. So only ``s x s`` matmuls run between the first
-    ``A`` and the final ``Q X_0``; before every step ``k`` with ``k % GRAM_RESTART_EVERY == 0``
-    the iterate and its Gram matrix are formed afresh, which keeps ``A`` positive
-    semidefinite (it drifts in low precision). ``A``, ``p(A)`` and ``Q`` are kept in float32
-    at least, and ``A`` is formed there even from a bfloat16 ``X``: rounded to bfloat16, its
-    zero eigenvalues (a rank-deficient input) turn into negative ones of about ``4e-3``, which
-    ``p`` grows to NaN within ten steps (measured). ``A`` is ``X X^T`` (in float32 at least)
-    if already formed, else ``None``. In exact arithmetic the result is that of the standard
-    steps.
-
-    References:
-      Dao-AILab, gram-newton-schulz (2026): the Gram iteration with restarts, used by
-      microsoft/dion and DeepSpeed for rectangular matrices.
+    r"""The Newton–Schulz steps on a wide ``X`` (``s x l``, ``s < l``) in Gram form, as
+    :func:`muon_common.gram_costs` describes: ``s x s`` matmuls between the first ``A = X X^T``
+    (passed in if already formed, in float32 at least; else ``None``) and the final ``Q X``.
     """
     acc = torch.promote_types(X.dtype, torch.float32)
     eye = torch.eye(X.shape[-2], dtype=acc, device=X.device)
