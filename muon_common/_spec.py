@@ -378,6 +378,13 @@ def adamw_matcher(adamw: Callable[[str, Any], bool] | Sequence[str]) -> Callable
     return lambda name, _: any(n in name for n in names)
 
 
+def neuron_moment_shape(shape: Sequence[int], fan_in: Sequence[int]) -> tuple[int, ...]:
+    """The shape of a matrix's per-neuron second moment (NorMuon): ``shape`` with its fan-in
+    axes ``fan_in`` reduced to 1, so one value per output neuron and slice. The fan-in axes
+    are a torch weight's columns and a Flax kernel's rows."""
+    return tuple(1 if a in fan_in else n for a, n in enumerate(shape))
+
+
 def validate_betas(betas: Any) -> None:
     """Raise ``ValueError`` unless ``betas`` is AdamW's ``(beta1, beta2)`` in ``[0, 1)``."""
     if not (isinstance(betas, Sequence) and len(betas) == 2 and all(_is_real(b) and 0.0 <= b < 1.0 for b in betas)):

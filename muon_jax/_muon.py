@@ -23,6 +23,7 @@ from muon_common import (
     ResolvedAxes,
     adamw_matcher,
     lr_adjustment,
+    neuron_moment_shape,
     resolve_matrix_axes,
     validate_betas,
     validate_hyperparameters,
@@ -92,6 +93,26 @@ def _robust_norm(m: Array) -> Array:
     return s * jnp.sqrt(jnp.sum(jnp.square(m / s)))
 
 
+def _finite(tree: optax.Updates) -> Any:
+    """Per leaf, whether every entry is finite (a tree of scalar bools)."""
+    return jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), tree)
+
+
+def _zero_where_not(tree: optax.Updates, finite: Any) -> optax.Updates:
+    """``tree`` with every leaf whose flag in ``finite`` is false replaced by zeros."""
+    return jax.tree.map(lambda x, f: jnp.where(f, x, jnp.zeros((), x.dtype)), tree, finite)
+
+
+def _zero_counters(params: optax.Params) -> optax.Updates:
+    """One int32 step counter per leaf, at zero (``nonfinite_steps``)."""
+    return jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params)
+
+
+def _count_nonfinite(counters: optax.Updates, finite: Any) -> optax.Updates:
+    """``counters`` plus one where the leaf's gradient was not finite."""
+    return jax.tree.map(lambda c, f: c + (~f).astype(c.dtype), counters, finite)
+
+
 def _is_masked(x: Any) -> bool:
     return isinstance(x, optax.MaskedNode)
 
@@ -159,11 +180,6 @@ def _from_batched(u: Array, like: Array, axes: ResolvedAxes) -> Array:
     return jnp.transpose(u, [perm.index(a) for a in range(like.ndim)])
 
 
-def _neuron_shape(shape: Sequence[int], axes: ResolvedAxes) -> tuple[int, ...]:
-    """A matrix's per-neuron second-moment shape: the fan-in (Flax layout: row) axes reduced to 1."""
-    return tuple(1 if a in axes.rows else n for a, n in enumerate(shape))
-
-
 def _neuron_normalise(d: Array, v: Array, beta2: float, eps: float) -> tuple[Array, Array]:
     r"""NorMuon on batched ``(n, fan_in, fan_out)`` directions ``d`` with second moments ``v``
     of shape ``(n, 1, fan_out)``: the normalised directions and the new ``v``.
@@ -189,7 +205,9 @@ def _zero_neuron_moments(params: optax.Params, axes: list[ResolvedAxes | None]) 
     out = []
     for leaf in slots:
         ax = None if _is_masked(leaf) else next(found)
-        out.append(optax.MaskedNode() if ax is None else jnp.zeros(_neuron_shape(leaf.shape, ax), leaf.dtype))
+        # Flax layout: a kernel's rows are its fan-in.
+        out.append(optax.MaskedNode() if ax is None
+                   else jnp.zeros(neuron_moment_shape(leaf.shape, ax.rows), leaf.dtype))
     return jax.tree.unflatten(treedef, out)
 
 
@@ -318,7 +336,7 @@ def scale_by_muon(
         _check_params(params)
         axes = _leaf_axes(matrix_axes, params)  # a description that does not fit fails here
         momentum = optax.tree.zeros_like(params, dtype=momentum_dtype)
-        nonfinite_steps = jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params)
+        nonfinite_steps = _zero_counters(params)
         if neuron_norm:
             return ScaleByNorMuonState(momentum, nonfinite_steps, _zero_neuron_moments(params, axes))
         return ScaleByMuonState(momentum, nonfinite_steps)
@@ -330,8 +348,8 @@ def scale_by_muon(
         _check_state(state.momentum, updates)
         # A leaf whose gradient has a NaN/Inf keeps its momentum and passes that
         # gradient through (``muon`` then zeroes its update); the others step as usual.
-        finite = jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), updates)
-        grads = jax.tree.map(lambda g, f: jnp.where(f, g, jnp.zeros((), g.dtype)), updates, finite)
+        finite = _finite(updates)
+        grads = _zero_where_not(updates, finite)
         momentum = jax.tree.map(lambda m, g: beta * m.astype(g.dtype) + (1.0 - beta) * g, state.momentum, grads)
         if clip_grad_norm is not None:
 
@@ -360,7 +378,7 @@ def scale_by_muon(
         directions = jax.tree.map(lambda u, g, f: jnp.where(f, u, g), jax.tree.unflatten(treedef, directions),
                                   updates, finite)
         momentum = optax.tree.cast(momentum, momentum_dtype)
-        nonfinite_steps = jax.tree.map(lambda c, f: c + (~f).astype(c.dtype), state.nonfinite_steps, finite)
+        nonfinite_steps = _count_nonfinite(state.nonfinite_steps, finite)
         if old_moments is None:
             return directions, ScaleByMuonState(momentum, nonfinite_steps)
         # A leaf whose gradient had a NaN/Inf keeps its second moment, as it keeps its momentum.
@@ -444,7 +462,7 @@ def zero_nonfinite_updates() -> optax.GradientTransformation:
         updates: optax.Updates, state: optax.EmptyState, params: optax.Params | None = None
     ) -> tuple[optax.Updates, optax.EmptyState]:
         del params
-        return jax.tree.map(lambda u: jnp.where(jnp.all(jnp.isfinite(u)), u, jnp.zeros((), u.dtype)), updates), state
+        return _zero_where_not(updates, _finite(updates)), state
 
     return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 
@@ -476,14 +494,13 @@ def skip_nonfinite_leaves(inner: optax.GradientTransformation) -> optax.Gradient
     """
 
     def init_fn(params: optax.Params) -> SkipNonfiniteLeavesState:
-        return SkipNonfiniteLeavesState(inner.init(params), jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params))
+        return SkipNonfiniteLeavesState(inner.init(params), _zero_counters(params))
 
     def update_fn(
         updates: optax.Updates, state: SkipNonfiniteLeavesState, params: optax.Params | None = None
     ) -> tuple[optax.Updates, SkipNonfiniteLeavesState]:
-        finite = jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), updates)
-        clean = jax.tree.map(lambda g, f: jnp.where(f, g, jnp.zeros((), g.dtype)), updates, finite)
-        new_updates, inner_state = inner.update(clean, state.inner_state, params)
+        finite = _finite(updates)
+        new_updates, inner_state = inner.update(_zero_where_not(updates, finite), state.inner_state, params)
         treedef = jax.tree.structure(updates)
 
         def per_leaf(x: Any) -> bool:
@@ -495,9 +512,8 @@ def skip_nonfinite_leaves(inner: optax.GradientTransformation) -> optax.Gradient
             return jax.tree.map(lambda n, o, f: jnp.where(f, n, o), new, old, finite)
 
         inner_state = jax.tree.map(keep, inner_state, state.inner_state, is_leaf=per_leaf)
-        new_updates = jax.tree.map(lambda u, f: jnp.where(f, u, jnp.zeros((), u.dtype)), new_updates, finite)
-        nonfinite_steps = jax.tree.map(lambda c, f: c + (~f).astype(c.dtype), state.nonfinite_steps, finite)
-        return new_updates, SkipNonfiniteLeavesState(inner_state, nonfinite_steps)
+        return _zero_where_not(new_updates, finite), SkipNonfiniteLeavesState(
+            inner_state, _count_nonfinite(state.nonfinite_steps, finite))
 
     return optax.GradientTransformation(init_fn, update_fn)
 

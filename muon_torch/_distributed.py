@@ -348,12 +348,12 @@ def muon_dtensor(
     )
     moments: list[Any] = list(neuron_second_moments or [None] * len(params))
     layouts = [_layout(p) for p in params]
+    axes = [resolve_matrix_axes(p.shape, matrix_axes) for p in params]
     if neuron_norm:
         # A matrix split along its columns (fan-in) would need its neurons' sums gathered
         # across ranks as well: such layouts take the whole-tensor path.
-        for i, (p, layout) in enumerate(zip(params, layouts, strict=True)):
-            axes_i = resolve_matrix_axes(p.shape, matrix_axes)
-            if layout is not None and layout.group is not None and axes_i is not None and layout.dim in axes_i.cols:
+        for i, (layout, a) in enumerate(zip(layouts, axes, strict=True)):
+            if layout is not None and layout.group is not None and a is not None and layout.dim in a.cols:
                 layouts[i] = None
     generic = [i for i, layout in enumerate(layouts) if layout is None]
     if generic:
@@ -364,6 +364,7 @@ def muon_dtensor(
         kept = [i for i, layout in enumerate(layouts) if layout is not None]
         params, grads, momentum_buffers, moments = ([xs[i] for i in kept]
                                                     for xs in (params, grads, momentum_buffers, moments))
+        axes = [axes[i] for i in kept]
         if nonfinite_steps is not None:
             nonfinite_steps = [nonfinite_steps[i] for i in kept]
         layouts = [layouts[i] for i in kept]
@@ -386,7 +387,6 @@ def muon_dtensor(
         norms=lambda ms: [s * torch.sqrt(q) for s, q in _scaled_squares(ms, lays)],  # robust_norm, whole tensors
     )
 
-    axes = [resolve_matrix_axes(shape, matrix_axes) for shape in shapes]
     vectors = [i for i, a in enumerate(axes) if a is None]
     if vectors:
         if rms_scale:

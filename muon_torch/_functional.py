@@ -66,12 +66,6 @@ def rms_normalise(m: Tensor, eps: float) -> Tensor:
     return ms / torch.sqrt(ms.square().mean() + eps / s.square())
 
 
-def neuron_moment_shape(shape: Sequence[int], axes: ResolvedAxes) -> tuple[int, ...]:
-    """The shape of a matrix's per-neuron second moment: ``shape`` with the fan-in axes
-    (torch layout: the columns) reduced to 1, so one value per output neuron and slice."""
-    return tuple(1 if a in axes.cols else n for a, n in enumerate(shape))
-
-
 def neuron_normalise(direction: Tensor, second_moment: Tensor, keep: Tensor, beta2: float, eps: float,
                      axes: ResolvedAxes, total: Callable[[Tensor], Tensor] = lambda t: t) -> Tensor:
     r"""NorMuon's per-neuron normalisation of an orthogonalised ``direction``; updates

@@ -17,12 +17,13 @@ from muon_common import (
     Messages,
     PortableState,
     adamw_matcher,
+    neuron_moment_shape,
     resolve_matrix_axes,
     validate_betas,
     validate_hyperparameters,
 )
 from muon_torch._distributed import has_dtensor, muon_dtensor
-from muon_torch._functional import adamw, local_muon, neuron_moment_shape
+from muon_torch._functional import adamw, local_muon
 from muon_torch._orthogonalize import Method
 
 __all__ = ["Muon", "export_state", "import_state", "muon", "param_groups"]
@@ -196,10 +197,8 @@ class Muon(Optimizer):
             for key, p in zip(a["params"], b["params"], strict=True):
                 for what in ("momentum_buffer", "exp_avg", "exp_avg_sq", "neuron_second_moment"):
                     t = saved.get(key, {}).get(what)
-                    expected = tuple(p.shape)
-                    if what == "neuron_second_moment":
-                        axes = resolve_matrix_axes(p.shape, b.get("matrix_axes"))
-                        expected = neuron_moment_shape(p.shape, axes) if axes is not None else ()
+                    expected = (_second_moment_shape(p, b.get("matrix_axes")) if what == "neuron_second_moment"
+                                else tuple(p.shape))
                     if isinstance(t, Tensor) and tuple(t.shape) != expected:
                         raise ValueError(Messages.STATE_MISMATCH.format(
                             param=names[id(p)], what=what.replace("_buffer", ""), state_shape=tuple(t.shape),
@@ -330,6 +329,12 @@ def _describe(name: str | None, index: int, group: int) -> str:
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def _second_moment_shape(p: Tensor, matrix_axes: MatrixAxes | None) -> tuple[int, ...]:
+    """The shape of ``p``'s NorMuon second moment (its columns reduced to 1); ``()`` for a non-matrix."""
+    axes = resolve_matrix_axes(p.shape, matrix_axes)
+    return () if axes is None else neuron_moment_shape(p.shape, axes.cols)
 
 
 def _narrow(t: Tensor, dims: Sequence[int]) -> Tensor:
@@ -484,8 +489,7 @@ def import_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]], po
                                                             state_shape=tuple(entry["momentum"].shape),
                                                             shape=tuple(p.shape)))
         if "neuron_second_moment" in entry:
-            axes = resolve_matrix_axes(p.shape, groups[id(p)]["matrix_axes"])
-            expected = neuron_moment_shape(p.shape, axes) if axes is not None else ()
+            expected = _second_moment_shape(p, groups[id(p)]["matrix_axes"])
             if tuple(entry["neuron_second_moment"].shape) != expected:
                 raise ValueError(Messages.STATE_MISMATCH.format(
                     param=f"parameter {names[id(p)]!r}", what="neuron_second_moment",
