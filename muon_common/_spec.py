@@ -2,60 +2,67 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
-#: Default hyperparameters of the reference algorithm (``lr`` has no default).
-DEFAULTS: dict[str, Any] = {
-    "beta": 0.9,
-    "weight_decay": 0.01,
-    "eps": 1e-8,
-    "ns_iters": 5,
-    "method": "ns",
-    "rms_scale": True,
-    "clip_grad_norm": None,
-    # Options beyond the reference, off by default:
-    "nesterov": False,
-    "adjust_lr": None,
-    "momentum_dtype": None,
-    "orthogonalize_dtype": None,
-    "neuron_norm": False,
-    "neuron_beta2": 0.95,
-    "normalization": "frobenius",
-}
+from muon_common._docs import document_hyperparameters
 
 #: AdamW's ``(beta1, beta2)`` for the parameters a hybrid gives to AdamW (torch.optim.AdamW's
 #: and optax.adamw's default).
 ADAMW_BETAS: tuple[float, float] = (0.9, 0.999)
 
-#: ``adjust_lr`` choices: the factor on a matrix's learning rate from its fan-in/fan-out.
+#: A named orthogonalisation method (see :data:`NS_METHODS`; ``"svd"`` is the exact polar factor).
+MethodName = Literal["ns", "quintic", "polar_express", "svd"]
+#: The type of ``method``, a :data:`MethodName` or the user's own per-step ``(a, b, c)`` triples.
+Method = MethodName | Sequence[Sequence[float]]
+#: The names ``adjust_lr`` takes (or ``None``), for a matrix's learning-rate factor.
+AdjustLR = Literal["original", "match_rms_adamw"]
+#: The names ``normalization`` takes, for how Newton–Schulz scales its input.
+Normalization = Literal["frobenius", "aol"]
+#: The reduced precisions ``momentum_dtype`` and ``orthogonalize_dtype`` take (or ``None``).
+LowPrecisionDtype = Literal["bfloat16"]
+
+#: The ``adjust_lr`` choices, each a factor on a matrix's learning rate from its fan-in/fan-out.
 #: ``"original"`` is Keller Jordan's ``sqrt(max(1, fan_out / fan_in))``; ``"match_rms_adamw"``
 #: (Moonlight, Liu et al. 2025) is ``0.2 * sqrt(max(fan_in, fan_out))``, which gives the
 #: update the RMS of a typical AdamW update. The names follow ``torch.optim.Muon``.
-ADJUST_LR: tuple[str, ...] = ("original", "match_rms_adamw")
+ADJUST_LR: tuple[str, ...] = get_args(AdjustLR)
 
-#: ``normalization`` choices: how Newton–Schulz scales its input before the first step.
+#: The ``normalization`` choices, for how Newton–Schulz scales its input before the first step.
 #: ``"frobenius"`` (the reference) divides by ``||G||_F``; ``"aol"`` (Turbo-Muon, Boissin et al.
 #: 2025, arXiv:2512.04632) rescales by ``(sum_j |G G^T|_ij)^(-1/2)`` per row of the small side,
 #: which bounds the spectral norm by 1 at no extra matmul. Being a row scaling, it also changes
 #: the singular vectors: the iteration then tends to the polar factor of the rescaled matrix.
-NORMALIZATIONS: tuple[str, ...] = ("frobenius", "aol")
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 
 #: Reduced-precision choices for ``momentum_dtype`` and ``orthogonalize_dtype``.
-LOW_PRECISION_DTYPES: tuple[str, ...] = ("bfloat16",)
+LOW_PRECISION_DTYPES: tuple[str, ...] = get_args(LowPrecisionDtype)
 
 
 def lr_adjustment(adjust_lr: str | None, fan_in: int, fan_out: int) -> float:
-    """The learning-rate factor of a ``fan_out x fan_in`` matrix under ``adjust_lr``."""
+    """The learning-rate factor of a ``fan_out x fan_in`` matrix under ``adjust_lr``.
+
+    Examples:
+      >>> from muon_common import lr_adjustment
+      >>> lr_adjustment(None, 256, 1024), lr_adjustment("original", 256, 1024)
+      (1.0, 2.0)
+      >>> round(lr_adjustment("match_rms_adamw", 256, 1024), 6)
+      6.4
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+    """
     if adjust_lr is None:
         return 1.0
     if adjust_lr == "original":
         return math.sqrt(max(1.0, fan_out / fan_in))
     return 0.2 * math.sqrt(max(fan_in, fan_out))
 
-#: Added to the momentum norm when clipping, as in the reference:
+#: Added to the momentum norm when clipping, as in the reference, so
 #: ``m <- m * clip / (||m|| + CLIP_EPS)`` whenever ``||m|| > clip``.
 CLIP_EPS = 1e-12
 
@@ -105,7 +112,14 @@ class NSMethod(NamedTuple):
     result by about ``30 eps / ||G||_F^2`` relative (measured, 5 steps) and is
     not applied here.
 
+    Examples:
+      >>> from muon_common import NS_METHODS
+      >>> NS_METHODS["quintic"].coefficients, NS_METHODS["polar_express"].norm_scale
+      (((3.4445, -4.775, 2.0315),), 1.01)
+
     References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
       Boissin, Massena, Mamalet, Serrurier (2025), "Turbo-Muon: Accelerating
       Orthogonality-Based Optimization with Pre-Conditioning", arXiv:2512.04632, and its
       code (github.com/thib-s/flash-newton-schulz, ``NS_ours``): the AOL rescaling fused into
@@ -163,7 +177,14 @@ def gram_costs(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> tu
     bfloat16, its zero eigenvalues (a rank-deficient input) turn into negative ones of about
     ``4e-3``, which ``p`` grows to NaN within ten steps (measured).
 
+    Examples:
+      >>> from muon_common import NS_METHODS, gram_costs
+      >>> standard, gram = gram_costs(4096, 1024, NS_METHODS["polar_express"].coefficients[:5])
+      >>> round(gram / standard, 2)
+      0.67
+
     References:
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
       Dao-AILab, gram-newton-schulz (2026): the Gram iteration with restarts, used by
       microsoft/dion and DeepSpeed for rectangular matrices.
     """
@@ -183,7 +204,18 @@ def gram_costs(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> tu
 
 def use_gram(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> bool:
     """Whether the Gram form of Newton–Schulz is the cheaper on a ``rows x cols`` matrix
-    (rectangular enough: about 2:1 for five quintic steps, 3:1 for the cubic ``ns``)."""
+    (rectangular enough: about 2:1 for five quintic steps, 3:1 for the cubic ``ns``).
+
+    Examples:
+      >>> from muon_common import NS_METHODS, use_gram
+      >>> quintic = NS_METHODS["quintic"].coefficients * 5
+      >>> use_gram(4096, 1024, quintic), use_gram(1024, 1024, quintic)
+      (True, False)
+
+    References:
+      Dao-AILab, gram-newton-schulz (2026): the Gram iteration with restarts.
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    """
     standard, gram = gram_costs(rows, cols, coefficients)
     return gram < standard
 
@@ -201,14 +233,26 @@ NS_METHODS: dict[str, NSMethod] = {
 }
 
 #: Every accepted ``method`` string; a sequence of ``(a, b, c)`` triples is accepted too.
-METHODS: tuple[str, ...] = (*NS_METHODS, "svd")
+METHODS: tuple[str, ...] = get_args(MethodName)
+assert set(METHODS) == {*NS_METHODS, "svd"}
 
 
-def ns_schedule(method: str | Sequence[Sequence[float]], ns_iters: int) -> tuple[list[Coefficients], float]:
+def ns_schedule(method: Method, ns_iters: int) -> tuple[list[Coefficients], float]:
     """The ``ns_iters`` per-step coefficients of an iterative ``method``, and its norm scale.
 
     ``method`` is a name of :data:`NS_METHODS` or the user's own list of triples; a
     list shorter than ``ns_iters`` repeats its last triple, a longer one is cut.
+
+    Examples:
+      >>> from muon_common import ns_schedule
+      >>> ns_schedule("ns", 3)
+      ([(1.5, -0.5, 0.0), (1.5, -0.5, 0.0), (1.5, -0.5, 0.0)], 1.0)
+      >>> ns_schedule([(3.0, -3.2, 1.2), (2.0, -1.5, 0.5)], 3)[0]
+      [(3.0, -3.2, 1.2), (2.0, -1.5, 0.5), (2.0, -1.5, 0.5)]
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
     """
     spec = NS_METHODS[method] if isinstance(method, str) else NSMethod(tuple(map(tuple, method)))  # type: ignore[arg-type]
     coeffs = list(spec.coefficients[:ns_iters])
@@ -226,7 +270,16 @@ def _is_coefficient_list(method: Any) -> bool:
 
 
 class Messages:
-    """Error messages, formatted identically by both twins."""
+    """Error messages, formatted identically by both twins.
+
+    Examples:
+      >>> from muon_common import Messages
+      >>> Messages.EPS.format(value=-1)
+      'Invalid eps: -1. It must be a positive number, e.g. eps=1e-8.'
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    """
 
     LR = "Invalid {name}: {value!r}. It must be a positive number, e.g. {name}=0.02."
     BETA = "Invalid beta: {value!r}. It must satisfy 0 <= beta < 1, e.g. beta=0.9."
@@ -306,72 +359,162 @@ def _is_real(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and not math.isnan(x)
 
 
-def validate_hyperparameters(
-    *,
-    lr: Any = None,
-    lr_name: str = "lr",
-    beta: Any,
-    weight_decay: Any,
-    eps: Any,
-    ns_iters: Any,
-    method: Any,
-    rms_scale: Any,
-    clip_grad_norm: Any,
-    nesterov: Any = False,
-    adjust_lr: Any = None,
-    momentum_dtype: Any = None,
-    orthogonalize_dtype: Any = None,
-    neuron_norm: Any = False,
-    neuron_beta2: Any = DEFAULTS["neuron_beta2"],
-    normalization: Any = DEFAULTS["normalization"],
-) -> None:
-    """Raise ``ValueError`` naming the first invalid hyperparameter.
+#: A value that cannot be known before the computation runs (a traced JAX array): not checked.
+_UNKNOWN = object()
 
-    ``lr=None`` skips the learning-rate check (used for schedules and for the
-    lr-free ``scale_by_muon``).
+
+def _known(value: Any) -> Any:
+    """``value`` as checked: plain Python values as they are, a one-element array (numpy, JAX,
+    torch) as its number, a traced array (``optax.inject_hyperparams`` under ``jax.jit``) as
+    :data:`_UNKNOWN`, and anything else as it is (then rejected, with its value in the message)."""
+    if value is None or isinstance(value, (numbers.Number, str, bytes, Sequence)):
+        return value
+    shape = getattr(value, "shape", None)
+    if shape is None or math.prod(shape) != 1:
+        return value
+    try:
+        return value.item()
+    except TypeError:  # jax.errors.ConcretizationTypeError: a traced value is checked when concrete
+        return _UNKNOWN
+
+
+def validate_lr(lr: Any, name: str = "lr") -> None:
+    """Raise ``ValueError`` unless ``lr`` is a positive finite number (or a one-element array of
+    one); ``name`` is how the message calls it (``"learning_rate"`` in JAX).
+
+    Examples:
+      >>> from muon_common import validate_lr
+      >>> validate_lr(0.02)
+      >>> validate_lr(0.0, "learning_rate")
+      Traceback (most recent call last):
+      ...
+      ValueError: Invalid learning_rate: 0.0. It must be a positive number, e.g. learning_rate=0.02.
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
-    if lr is not None and not (_is_real(lr) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(Messages.LR.format(name=lr_name, value=lr))
-    if not (_is_real(beta) and 0.0 <= beta < 1.0):
-        raise ValueError(Messages.BETA.format(value=beta))
-    if not (_is_real(weight_decay) and weight_decay >= 0.0 and math.isfinite(weight_decay)):
-        raise ValueError(Messages.WEIGHT_DECAY.format(value=weight_decay))
-    if not (_is_real(eps) and eps > 0.0 and math.isfinite(eps)):
-        raise ValueError(Messages.EPS.format(value=eps))
-    if not (isinstance(ns_iters, numbers.Integral) and not isinstance(ns_iters, bool)
-            and int(ns_iters) >= 1):
-        raise ValueError(Messages.NS_ITERS.format(value=ns_iters))
-    if not ((isinstance(method, str) and method in METHODS) or _is_coefficient_list(method)):
-        raise ValueError(Messages.METHOD.format(value=method, choices=", ".join(map(repr, METHODS))))
-    if not isinstance(rms_scale, bool):
-        raise ValueError(Messages.RMS_SCALE.format(value=rms_scale))
-    if clip_grad_norm is not None and not (
-        _is_real(clip_grad_norm) and clip_grad_norm > 0.0
-    ):
-        raise ValueError(Messages.CLIP.format(value=clip_grad_norm))
-    if not isinstance(nesterov, bool):
-        raise ValueError(Messages.NESTEROV.format(value=nesterov))
-    if adjust_lr is not None and adjust_lr not in ADJUST_LR:
-        raise ValueError(Messages.ADJUST_LR.format(value=adjust_lr))
-    for name, value in (("momentum_dtype", momentum_dtype), ("orthogonalize_dtype", orthogonalize_dtype)):
-        if value is not None and value not in LOW_PRECISION_DTYPES:
-            raise ValueError(Messages.DTYPE.format(name=name, value=value))
-    if orthogonalize_dtype is not None and method == "svd":
-        raise ValueError(Messages.SVD_DTYPE.format(value=orthogonalize_dtype))
-    if not isinstance(neuron_norm, bool):
-        raise ValueError(Messages.NEURON_NORM.format(value=neuron_norm))
-    if not (_is_real(neuron_beta2) and 0.0 <= neuron_beta2 < 1.0):
-        raise ValueError(Messages.NEURON_BETA2.format(value=neuron_beta2))
-    if not (isinstance(normalization, str) and normalization in NORMALIZATIONS):
-        raise ValueError(Messages.NORMALIZATION.format(value=normalization,
-                                                       choices=", ".join(map(repr, NORMALIZATIONS))))
-    if normalization != "frobenius" and method == "svd":
-        raise ValueError(Messages.NORMALIZATION_SVD.format(value=normalization))
+    value = _known(lr)
+    if value is not _UNKNOWN and not (_is_real(value) and value > 0 and math.isfinite(value)):
+        raise ValueError(Messages.LR.format(name=name, value=lr))
+
+
+def _is_probability(x: Any) -> bool:
+    return _is_real(x) and 0.0 <= x < 1.0
+
+
+def _is_positive(x: Any) -> bool:
+    return _is_real(x) and x > 0.0 and math.isfinite(x)
+
+
+#: Per field of :class:`Hyperparameters`: what a valid value satisfies, and the message otherwise.
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "beta": (_is_probability, Messages.BETA),
+    "weight_decay": (lambda x: _is_real(x) and x >= 0.0 and math.isfinite(x), Messages.WEIGHT_DECAY),
+    "eps": (_is_positive, Messages.EPS),
+    "ns_iters": (lambda x: isinstance(x, numbers.Integral) and not isinstance(x, bool) and int(x) >= 1,
+                 Messages.NS_ITERS),
+    "method": (lambda x: (isinstance(x, str) and x in METHODS) or _is_coefficient_list(x), Messages.METHOD),
+    "rms_scale": (lambda x: isinstance(x, bool), Messages.RMS_SCALE),
+    "clip_grad_norm": (lambda x: x is None or (_is_real(x) and x > 0.0), Messages.CLIP),
+    "nesterov": (lambda x: isinstance(x, bool), Messages.NESTEROV),
+    "adjust_lr": (lambda x: x is None or x in ADJUST_LR, Messages.ADJUST_LR),
+    "momentum_dtype": (lambda x: x is None or x in LOW_PRECISION_DTYPES, Messages.DTYPE),
+    "orthogonalize_dtype": (lambda x: x is None or x in LOW_PRECISION_DTYPES, Messages.DTYPE),
+    "neuron_norm": (lambda x: isinstance(x, bool), Messages.NEURON_NORM),
+    "neuron_beta2": (_is_probability, Messages.NEURON_BETA2),
+    "normalization": (lambda x: isinstance(x, str) and x in NORMALIZATIONS, Messages.NORMALIZATION),
+}
+
+
+@document_hyperparameters()
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    r"""Muon's hyperparameters but the learning rate: one frozen record, validated when made.
+
+    The defaults are the reference algorithm's (:data:`DEFAULTS` lists them); everything
+    past ``clip_grad_norm`` is an option beyond it, off by default. Both twins build one
+    record from their arguments and hand it down their step whole. Per parameter ``p`` with
+    gradient ``g`` and momentum ``m``:
+
+    .. math::
+        m &\leftarrow \beta m + (1 - \beta) g, \qquad
+        m \leftarrow m \cdot \mathrm{clip} / (\|m\| + 10^{-12})
+            \ \text{if } \|m\| > \mathrm{clip} \\
+        p &\leftarrow p (1 - \mathrm{lr}\,\lambda) - \mathrm{lr} \cdot s \cdot U
+
+    with ``U`` the orthogonalised ``m`` for matrices and ``m / sqrt(mean(m^2) + eps)`` for other
+    parameters (``rms_scale``).
+
+    A numeric field may hold a one-element array (``optax.inject_hyperparams``); it is checked
+    by its value, and a traced one (under ``jax.jit``) is checked when it was concrete.
+
+    Attributes:
+      {hyperparameters}
+
+    Examples:
+      >>> from muon_common import Hyperparameters
+      >>> Hyperparameters().method, Hyperparameters(beta=0.95).beta
+      ('ns', 0.95)
+      >>> Hyperparameters(beta=1.5)
+      Traceback (most recent call last):
+      ...
+      ValueError: Invalid beta: 1.5. It must satisfy 0 <= beta < 1, e.g. beta=0.9.
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
+      Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
+    """
+
+    beta: float = 0.9
+    weight_decay: float = 0.01
+    eps: float = 1e-8
+    ns_iters: int = 5
+    method: Method = "ns"
+    rms_scale: bool = True
+    clip_grad_norm: float | None = None
+    nesterov: bool = False
+    adjust_lr: AdjustLR | None = None
+    momentum_dtype: LowPrecisionDtype | None = None
+    orthogonalize_dtype: LowPrecisionDtype | None = None
+    neuron_norm: bool = False
+    neuron_beta2: float = 0.95
+    normalization: Normalization = "frobenius"
+
+    def __post_init__(self) -> None:
+        for name, (valid, message) in _CHECKS.items():
+            value = _known(getattr(self, name))
+            if value is not _UNKNOWN and not valid(value):
+                choices = ", ".join(map(repr, METHODS if name == "method" else NORMALIZATIONS))
+                raise ValueError(message.format(name=name, value=value, choices=choices))
+        if self.orthogonalize_dtype is not None and self.method == "svd":
+            raise ValueError(Messages.SVD_DTYPE.format(value=self.orthogonalize_dtype))
+        if self.normalization != "frobenius" and self.method == "svd":
+            raise ValueError(Messages.NORMALIZATION_SVD.format(value=self.normalization))
+        if not isinstance(self.method, str):  # a user's list of triples: kept immutable
+            object.__setattr__(self, "method", tuple(tuple(float(x) for x in t) for t in self.method))
+
+
+#: Default hyperparameters of the reference algorithm (``lr`` has no default): the fields of
+#: :class:`Hyperparameters`.
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Hyperparameters)}
 
 
 def adamw_matcher(adamw: Callable[[str, Any], bool] | Sequence[str]) -> Callable[[str, Any], bool]:
     """The predicate on ``(name, param)`` that sends a matrix to AdamW in a hybrid: ``adamw``
-    itself if callable, else "the name contains one of these substrings"."""
+    itself if callable, else "the name contains one of these substrings".
+
+    Examples:
+      >>> from muon_common import adamw_matcher
+      >>> to_adamw = adamw_matcher(("embed", "head"))
+      >>> to_adamw("embed.weight", None), to_adamw("blocks.0.attn.weight", None)
+      (True, False)
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+    """
     if callable(adamw):
         return adamw
     names = tuple(adamw)
@@ -381,12 +524,35 @@ def adamw_matcher(adamw: Callable[[str, Any], bool] | Sequence[str]) -> Callable
 def neuron_moment_shape(shape: Sequence[int], fan_in: Sequence[int]) -> tuple[int, ...]:
     """The shape of a matrix's per-neuron second moment (NorMuon): ``shape`` with its fan-in
     axes ``fan_in`` reduced to 1, so one value per output neuron and slice. The fan-in axes
-    are a torch weight's columns and a Flax kernel's rows."""
+    are a torch weight's columns and a Flax kernel's rows.
+
+    Examples:
+      >>> from muon_common import neuron_moment_shape
+      >>> neuron_moment_shape((256, 512), fan_in=(1,))  # a torch Linear.weight, (out, in)
+      (256, 1)
+      >>> neuron_moment_shape((4, 512, 256), fan_in=(1,))  # a stack of 4 Flax kernels, (in, out)
+      (4, 1, 256)
+
+    References:
+      Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
+    """
     return tuple(1 if a in fan_in else n for a, n in enumerate(shape))
 
 
 def validate_betas(betas: Any) -> None:
-    """Raise ``ValueError`` unless ``betas`` is AdamW's ``(beta1, beta2)`` in ``[0, 1)``."""
+    """Raise ``ValueError`` unless ``betas`` is AdamW's ``(beta1, beta2)`` in ``[0, 1)``.
+
+    Examples:
+      >>> from muon_common import validate_betas
+      >>> validate_betas((0.9, 0.95))
+      >>> validate_betas((0.9, 1.0))
+      Traceback (most recent call last):
+      ...
+      ValueError: Invalid betas: (0.9, 1.0). It must be a pair (beta1, beta2) with 0 <= beta < 1, e.g. (0.9, 0.95).
+
+    References:
+      Loshchilov and Hutter, "Decoupled Weight Decay Regularization" (AdamW), arXiv:1711.05101, 2019.
+    """
     if not (isinstance(betas, Sequence) and len(betas) == 2 and all(_is_real(b) and 0.0 <= b < 1.0 for b in betas)):
         raise ValueError(Messages.BETAS.format(value=betas))
 
@@ -402,6 +568,14 @@ class MatrixAxes(NamedTuple):
     ``nn.scan`` stack ``(layers, in, out)`` is ``MatrixAxes(rows=1, cols=2)``; a
     torch conv kernel ``(out, in, kh, kw)`` flattened to ``(out, in*kh*kw)`` is
     ``MatrixAxes(rows=0, cols=(1, 2, 3))``.
+
+    Examples:
+      >>> from muon_common import MatrixAxes, resolve_matrix_axes
+      >>> resolve_matrix_axes((12, 64, 256), MatrixAxes(rows=1, cols=2))  # 12 stacked layers
+      ResolvedAxes(batch=(0,), rows=(1,), cols=(2,))
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
 
     rows: Axes = -2
@@ -409,7 +583,16 @@ class MatrixAxes(NamedTuple):
 
 
 class ResolvedAxes(NamedTuple):
-    """Normalised, non-negative axes: ``batch + rows + cols`` is a permutation."""
+    """Normalised, non-negative axes: ``batch + rows + cols`` is a permutation.
+
+    Examples:
+      >>> from muon_common import MatrixAxes, resolve_matrix_axes
+      >>> resolve_matrix_axes((32, 16, 3, 3), MatrixAxes(rows=0, cols=(1, 2, 3)))  # a conv kernel
+      ResolvedAxes(batch=(), rows=(0,), cols=(1, 2, 3))
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    """
 
     batch: tuple[int, ...]
     rows: tuple[int, ...]
@@ -438,6 +621,14 @@ def resolve_matrix_axes(shape: Sequence[int], axes: MatrixAxes | None, param: st
 
     With ``axes=None`` the reference rule applies: a 2-D parameter is a matrix
     (rows = axis 0, cols = axis 1), anything else is not.
+
+    Examples:
+      >>> from muon_common import resolve_matrix_axes
+      >>> resolve_matrix_axes((3, 4), None), resolve_matrix_axes((4,), None)
+      (ResolvedAxes(batch=(), rows=(0,), cols=(1,)), None)
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
     shape = tuple(int(s) for s in shape)
     ndim = len(shape)

@@ -19,16 +19,22 @@ from muon_common import (
     ADAMW_BETAS,
     CLIP_EPS,
     DEFAULTS,
+    AdjustLR,
+    Hyperparameters,
+    LowPrecisionDtype,
     Messages,
+    Method,
+    Normalization,
     ResolvedAxes,
     adamw_matcher,
     lr_adjustment,
     neuron_moment_shape,
     resolve_matrix_axes,
     validate_betas,
-    validate_hyperparameters,
+    validate_lr,
 )
-from muon_jax._orthogonalize import Method, orthogonalize_
+from muon_common._docs import document_hyperparameters
+from muon_jax._orthogonalize import orthogonalize_
 
 __all__ = [
     "ScaleByMuonState",
@@ -54,6 +60,15 @@ class ScaleByMuonState(NamedTuple):
 
     ``momentum`` is shaped like the params; ``nonfinite_steps`` holds, per leaf, how
     many steps were skipped because that leaf's gradient had a NaN or Inf.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> state = scale_by_muon().init({"w": jnp.ones((2, 3))})
+      >>> type(state).__name__, state.momentum["w"].shape, int(state.nonfinite_steps["w"])
+      ('ScaleByMuonState', (2, 3), 0)
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
 
     momentum: optax.Updates
@@ -67,6 +82,15 @@ class ScaleByNorMuonState(NamedTuple):
 
     (A class of its own, so that the state without NorMuon keeps the structure that
     checkpoints saved by earlier versions have.)
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> state = scale_by_muon(neuron_norm=True).init({"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)})
+      >>> type(state).__name__, state.neuron_second_moment["kernel"].shape
+      ('ScaleByNorMuonState', (1, 2))
+
+    References:
+      Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
     """
 
     momentum: optax.Updates
@@ -214,16 +238,8 @@ def _zero_neuron_moments(params: optax.Params, axes: list[ResolvedAxes | None]) 
 def _directions(
     momenta: list[Array],
     axes: list[ResolvedAxes | None],
-    *,
-    eps: float,
-    ns_iters: int,
-    method: Method,
-    rms_scale: bool,
-    adjust_lr: str | None,
-    orthogonalize_dtype: str | None,
-    normalization: str = "frobenius",
+    hp: Hyperparameters,
     neuron_moments: list[Any] | None = None,
-    neuron_beta2: float = 0.95,
 ) -> tuple[list[Array], list[Any]]:
     """Update directions: matrices orthogonalised (same shapes batched), others RMS-scaled;
     with ``neuron_moments`` (one per leaf), matrices are NorMuon-normalised, and the new
@@ -235,22 +251,22 @@ def _directions(
         if m.size == 0:
             out[i] = m  # a zero-size leaf has nothing to update (as in optax.adamw)
         elif ax is None:
-            out[i] = _rms_normalise(m, eps) if rms_scale else m
+            out[i] = _rms_normalise(m, hp.eps) if hp.rms_scale else m
         else:
             mb = _to_batched(m, ax)
             buckets[(mb.shape[1:], mb.dtype)].append(i)
     for ((rows, cols), _), idx in buckets.items():
         # Flax layout: rows are the fan-in (``Dense.kernel`` is ``(in, out)``).
-        scale = lr_adjustment(adjust_lr, fan_in=rows, fan_out=cols)
+        scale = lr_adjustment(hp.adjust_lr, fan_in=rows, fan_out=cols)
         batched = [_to_batched(momenta[i], axes[i]) for i in idx]  # type: ignore[arg-type]
         stacked = jnp.concatenate(batched) if len(batched) > 1 else batched[0]
-        directions = orthogonalize_(stacked, method, ns_iters, eps, orthogonalize_dtype, normalization)
+        directions = orthogonalize_(stacked, hp.method, hp.ns_iters, hp.eps, hp.orthogonalize_dtype, hp.normalization)
         offset = 0
         for i, mb in zip(idx, batched, strict=True):
             n = mb.shape[0]
             d = directions[offset:offset + n]
             if neuron_moments is not None:
-                d, v = _neuron_normalise(d, _to_batched(moments[i], axes[i]), neuron_beta2, eps)  # type: ignore[arg-type]
+                d, v = _neuron_normalise(d, _to_batched(moments[i], axes[i]), hp.neuron_beta2, hp.eps)  # type: ignore[arg-type]
                 moments[i] = _from_batched(v, moments[i], axes[i])  # type: ignore[arg-type]
             if scale != 1.0:
                 d = d * scale
@@ -259,6 +275,7 @@ def _directions(
     return out, moments  # type: ignore[return-value]
 
 
+@document_hyperparameters(exclude=("weight_decay",))
 def scale_by_muon(
     beta: float = DEFAULTS["beta"],
     eps: float = DEFAULTS["eps"],
@@ -268,12 +285,12 @@ def scale_by_muon(
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
     *,
     nesterov: bool = DEFAULTS["nesterov"],
-    adjust_lr: str | None = DEFAULTS["adjust_lr"],
-    momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
-    orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
+    adjust_lr: AdjustLR | None = DEFAULTS["adjust_lr"],
+    momentum_dtype: LowPrecisionDtype | None = DEFAULTS["momentum_dtype"],
+    orthogonalize_dtype: LowPrecisionDtype | None = DEFAULTS["orthogonalize_dtype"],
     neuron_norm: bool = DEFAULTS["neuron_norm"],
     neuron_beta2: float = DEFAULTS["neuron_beta2"],
-    normalization: str = DEFAULTS["normalization"],
+    normalization: Normalization = DEFAULTS["normalization"],
     matrix_axes: MatrixAxesTree = None,
 ) -> optax.GradientTransformation:
     r"""Muon's direction: momentum, optional clip, then orthogonalise or RMS-scale.
@@ -285,59 +302,53 @@ def scale_by_muon(
         u &= s \cdot \mathrm{orthogonalize}(m) \text{ (matrices)}, \quad
              m / \sqrt{\mathrm{mean}(m^2) + \epsilon} \text{ (others, if rms\_scale)}
 
-    With ``neuron_norm=True`` (NorMuon), ``orthogonalize(m)`` is then normalised per output
-    neuron (column of a Flax kernel): ``v <- beta2 v + (1 - beta2) mean_col(O^2)``,
-    ``O <- O / (sqrt(v) + eps)``, rescaled to the Frobenius norm ``O`` had.
-
     No learning rate and no weight decay: :func:`muon` chains those on. A leaf whose
     gradient has a NaN/Inf keeps its momentum and its (non-finite) gradient is passed
     through as its update; :func:`muon` ends with :func:`zero_nonfinite_updates`, which
     zeroes it. Composing by hand, end the chain with it too, or that parameter becomes
-    NaN.
+    NaN. Gradient clipping by global norm goes before it: ``optax.chain(
+    optax.clip_by_global_norm(1.0), scale_by_muon(), ...)``.
 
     Args:
-      beta: momentum coefficient.
-      eps: numerical stabiliser of the normalisations.
-      ns_iters: Newton–Schulz steps (``None``: 5, the reference's). A Python int:
-        it sets the computation when the update is traced.
-      method: ``"ns"`` (reference), ``"quintic"``, ``"polar_express"``, a list of
-        per-step ``(a, b, c)`` triples, or ``"svd"``.
-      rms_scale: RMS-normalise the momentum of non-matrix leaves.
-      clip_grad_norm: if set, each leaf's stored momentum is rescaled to this L2
-        norm whenever it is larger.
-      nesterov: orthogonalise the Nesterov look-ahead ``beta m + (1 - beta) g``.
-      adjust_lr: the factor ``s`` on matrices: ``None`` (1), ``"original"``
-        (``sqrt(max(1, fan_out / fan_in))``) or ``"match_rms_adamw"``
-        (``0.2 sqrt(max(fan_in, fan_out))``); a matrix's rows are its fan-in and its
-        columns its fan-out (Flax ``Dense.kernel`` is ``(in, out)``).
-      momentum_dtype: ``"bfloat16"`` stores the momentum in bfloat16 (the step itself
-        runs in the updates' dtype).
-      orthogonalize_dtype: ``"bfloat16"`` runs the Newton–Schulz steps in bfloat16.
-      neuron_norm: NorMuon (Li et al. 2025): normalise each output neuron's update by the
-        running RMS of its orthogonalised update (one value of state per neuron).
-      neuron_beta2: the coefficient of that running mean square.
-      normalization: how Newton–Schulz scales its input: ``"frobenius"`` (the reference) or
-        ``"aol"`` (Turbo-Muon's per-row rescaling, closer to orthogonal from the start).
+      {hyperparameters}
       matrix_axes: which axes of each leaf form the matrix: a pytree of
         :class:`MatrixAxes` or ``None`` with the params' structure, or a callable
-        returning one. ``None``: 2-D leaves are matrices, others are not.
+        returning one. ``None``: 2-D leaves are matrices, others are not. A matrix's rows
+        are its fan-in and its columns its fan-out (Flax ``Dense.kernel`` is ``(in, out)``):
+        NorMuon's neurons are its columns.
+
+    ``ns_iters=None`` means 5, the reference's; it must be a Python int (it sets the
+    computation when the update is traced).
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> tx = optax.chain(scale_by_muon(nesterov=True), optax.scale_by_learning_rate(0.02),
+      ...                  zero_nonfinite_updates())
+      >>> params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+      >>> updates, state = tx.update({"w": jnp.eye(3, 2), "b": jnp.ones(2)}, tx.init(params), params)
+      >>> u = updates["w"]  # -0.02 times an orthogonal matrix
+      >>> bool(jnp.allclose(u.T @ u, 0.02**2 * jnp.eye(2), atol=1e-6))
+      True
 
     References:
       Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
       Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
     """
-    ns_iters = _ns_iters(ns_iters)
-    _validate(beta=beta, weight_decay=0.0, eps=eps, ns_iters=ns_iters, method=method, rms_scale=rms_scale,
-              clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
-              momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm,
-              neuron_beta2=neuron_beta2, normalization=normalization)
+    return _scale_by_muon(_hyperparameters({**locals(), "weight_decay": 0.0}), matrix_axes)
+
+
+def _scale_by_muon(hp: Hyperparameters, matrix_axes: MatrixAxesTree) -> optax.GradientTransformation:
+    """:func:`scale_by_muon` from a record (whose ``weight_decay`` it does not use)."""
+    beta, clip_grad_norm, momentum_dtype = hp.beta, hp.clip_grad_norm, hp.momentum_dtype
 
     def init_fn(params: optax.Params) -> ScaleByMuonState | ScaleByNorMuonState:
         _check_params(params)
         axes = _leaf_axes(matrix_axes, params)  # a description that does not fit fails here
         momentum = optax.tree.zeros_like(params, dtype=momentum_dtype)
         nonfinite_steps = _zero_counters(params)
-        if neuron_norm:
+        if hp.neuron_norm:
             return ScaleByNorMuonState(momentum, nonfinite_steps, _zero_neuron_moments(params, axes))
         return ScaleByMuonState(momentum, nonfinite_steps)
 
@@ -361,20 +372,17 @@ def scale_by_muon(
         momentum = jax.tree.map(lambda new, old, f: jnp.where(f, new, old.astype(new.dtype)),
                                 momentum, state.momentum, finite)
         inputs = momentum
-        if nesterov:
+        if hp.nesterov:
             inputs = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, momentum, grads)
         leaves, treedef = jax.tree.flatten(inputs)
         old_moments = None
-        if neuron_norm:
+        if hp.neuron_norm:
             if not isinstance(state, ScaleByNorMuonState):
                 raise ValueError(Messages.STATE_MISSING.format(
                     why="neuron_norm=True, but the state has no neuron_second_moment (it was made without "
                         "neuron_norm)"))
             old_moments = treedef.flatten_up_to(state.neuron_second_moment)  # type: ignore[attr-defined]
-        directions, new_moments = _directions(
-            leaves, _leaf_axes(matrix_axes, inputs), eps=eps, ns_iters=ns_iters, method=method,
-            rms_scale=rms_scale, adjust_lr=adjust_lr, orthogonalize_dtype=orthogonalize_dtype,
-            normalization=normalization, neuron_moments=old_moments, neuron_beta2=neuron_beta2)
+        directions, new_moments = _directions(leaves, _leaf_axes(matrix_axes, inputs), hp, old_moments)
         directions = jax.tree.map(lambda u, g, f: jnp.where(f, u, g), jax.tree.unflatten(treedef, directions),
                                   updates, finite)
         momentum = optax.tree.cast(momentum, momentum_dtype)
@@ -390,47 +398,32 @@ def scale_by_muon(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _concrete(value: Any) -> Any:
-    """``value`` for validation: a Python number as is, a concrete array as its number, and a
-    traced array (``optax.inject_hyperparams`` under ``jit``) as ``None``: it cannot be checked."""
-    if isinstance(value, jax.core.Tracer):
-        return None
-    if isinstance(value, (jax.Array, np.ndarray)):
-        if value.size != 1:
-            return value  # rejected by the check, with its value in the message
-        return value.item()
-    return value
+def _hyperparameters(arguments: dict[str, Any]) -> Hyperparameters:
+    """The record of a transformation's ``arguments`` (its ``locals()``), validated: the learning
+    rate first, if there is one and it is not a schedule."""
+    learning_rate = arguments.get("learning_rate")
+    if learning_rate is not None and not callable(learning_rate):
+        validate_lr(learning_rate, "learning_rate")
+    return Hyperparameters(**{k: arguments[k] for k in DEFAULTS if k != "ns_iters"},
+                           ns_iters=_ns_iters(arguments["ns_iters"]))
 
 
-def _validate(**hyperparameters: Any) -> None:
-    """``validate_hyperparameters`` on the values that are known now (see :func:`_concrete`).
-
-    A traced value is skipped: it was checked when it was a number, e.g. when
-    ``optax.inject_hyperparams`` first built the transformation.
-    """
-    values = {k: _concrete(v) for k, v in hyperparameters.items()}
-    for key, value in values.items():
-        if value is None and key in ("beta", "weight_decay", "eps", "neuron_beta2"):
-            values[key] = 0.0 if key != "eps" else DEFAULTS["eps"]  # traced: stands in for a valid value
-    validate_hyperparameters(**values)
-
-
-def _ns_iters(ns_iters: Any) -> int:
-    """The number of Newton–Schulz steps, which must be known when the update is traced."""
+def _ns_iters(ns_iters: Any) -> Any:
+    """The number of Newton–Schulz steps, which must be known when the update is traced
+    (``optax.inject_hyperparams`` stores numbers as float arrays: an integral one is read back)."""
     if ns_iters is None:
-        return int(DEFAULTS["ns_iters"])
+        return DEFAULTS["ns_iters"]
     if isinstance(ns_iters, jax.core.Tracer):
         raise ValueError(Messages.NS_ITERS_TRACED)
-    value = _concrete(ns_iters)
-    if isinstance(value, float) and value.is_integer() and isinstance(ns_iters, (jax.Array, np.ndarray)):
-        value = int(value)  # optax.inject_hyperparams stores numbers as float arrays
-    return value
+    if isinstance(ns_iters, (jax.Array, np.ndarray)) and ns_iters.size == 1:
+        value = ns_iters.item()
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+    return ns_iters  # checked by Hyperparameters
 
 
 def _is_zero(x: Any) -> bool:
     """Whether ``x`` is known to be zero now (a traced value is not)."""
-    value = _concrete(x)
-    return value is not None and not isinstance(value, np.ndarray) and value == 0.0
+    return not isinstance(x, jax.core.Tracer) and np.size(x) == 1 and float(np.asarray(x)) == 0.0
 
 
 def _require_params(weight_decay: float) -> optax.GradientTransformation:
@@ -451,11 +444,15 @@ def zero_nonfinite_updates() -> optax.GradientTransformation:
 
     The last link of :func:`muon`; put it last in a chain built by hand around
     :func:`scale_by_muon`, which keeps the momentum of such a leaf and passes its
-    non-finite gradient through:
+    non-finite gradient through.
 
-    >>> import optax
-    >>> tx = optax.chain(scale_by_muon(), optax.add_decayed_weights(0.01),
-    ...                  optax.scale_by_learning_rate(0.02), zero_nonfinite_updates())
+    Examples:
+      >>> import optax
+      >>> tx = optax.chain(scale_by_muon(), optax.add_decayed_weights(0.01),
+      ...                  optax.scale_by_learning_rate(0.02), zero_nonfinite_updates())
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
 
     def update_fn(
@@ -469,7 +466,17 @@ def zero_nonfinite_updates() -> optax.GradientTransformation:
 
 class SkipNonfiniteLeavesState(NamedTuple):
     """State of :func:`skip_nonfinite_leaves`: the wrapped transformation's state, and per
-    leaf how many steps it skipped because its gradient had a NaN or Inf."""
+    leaf how many steps it skipped because its gradient had a NaN or Inf.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> state = skip_nonfinite_leaves(optax.adamw(1e-3)).init({"b": jnp.zeros(3)})
+      >>> int(state.nonfinite_steps["b"])
+      0
+
+    References:
+      Loshchilov and Hutter, "Decoupled Weight Decay Regularization" (AdamW), arXiv:1711.05101, 2019.
+    """
 
     inner_state: optax.OptState
     nonfinite_steps: optax.Updates
@@ -484,13 +491,18 @@ def skip_nonfinite_leaves(inner: optax.GradientTransformation) -> optax.Gradient
     advances as usual. This is :func:`muon`'s promise for the leaves of another optimizer;
     ``optax.apply_if_finite`` is its whole-tree form. :func:`muon_with_adamw` puts it around its AdamW.
 
-    >>> import jax.numpy as jnp, optax
-    >>> tx = skip_nonfinite_leaves(optax.adamw(1e-3))
-    >>> params = {"b": jnp.zeros(3), "s": jnp.zeros(())}
-    >>> state = tx.init(params)
-    >>> updates, state = tx.update({"b": jnp.ones(3), "s": jnp.asarray(jnp.nan)}, state, params)
-    >>> float(updates["s"]), int(state.nonfinite_steps["s"]), int(state.nonfinite_steps["b"])
-    (0.0, 1, 0)
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> tx = skip_nonfinite_leaves(optax.adamw(1e-3))
+      >>> params = {"b": jnp.zeros(3), "s": jnp.zeros(())}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"b": jnp.ones(3), "s": jnp.asarray(jnp.nan)}, state, params)
+      >>> float(updates["s"]), int(state.nonfinite_steps["s"]), int(state.nonfinite_steps["b"])
+      (0.0, 1, 0)
+
+    References:
+      Loshchilov and Hutter, "Decoupled Weight Decay Regularization" (AdamW), arXiv:1711.05101, 2019.
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
 
     def init_fn(params: optax.Params) -> SkipNonfiniteLeavesState:
@@ -518,6 +530,7 @@ def skip_nonfinite_leaves(inner: optax.GradientTransformation) -> optax.Gradient
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@document_hyperparameters()
 def muon(
     learning_rate: optax.ScalarOrSchedule,
     beta: float = DEFAULTS["beta"],
@@ -529,12 +542,12 @@ def muon(
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
     *,
     nesterov: bool = DEFAULTS["nesterov"],
-    adjust_lr: str | None = DEFAULTS["adjust_lr"],
-    momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
-    orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
+    adjust_lr: AdjustLR | None = DEFAULTS["adjust_lr"],
+    momentum_dtype: LowPrecisionDtype | None = DEFAULTS["momentum_dtype"],
+    orthogonalize_dtype: LowPrecisionDtype | None = DEFAULTS["orthogonalize_dtype"],
     neuron_norm: bool = DEFAULTS["neuron_norm"],
     neuron_beta2: float = DEFAULTS["neuron_beta2"],
-    normalization: str = DEFAULTS["normalization"],
+    normalization: Normalization = DEFAULTS["normalization"],
     matrix_axes: MatrixAxesTree = None,
     weight_decay_mask: Any = None,
 ) -> optax.GradientTransformation:
@@ -543,42 +556,50 @@ def muon(
     Equal to ``optax.chain(scale_by_muon(...), optax.add_decayed_weights(weight_decay),
     optax.scale_by_learning_rate(learning_rate))`` for finite gradients; a leaf whose
     gradient has a NaN/Inf gets a zero update, and its momentum is kept (counted in
-    ``ScaleByMuonState.nonfinite_steps``).
+    ``ScaleByMuonState.nonfinite_steps``). To clip gradients, put
+    ``optax.clip_by_global_norm`` before it in a chain (after it, it would clip the
+    orthogonalised update).
 
     Numeric hyperparameters may be arrays, so ``optax.inject_hyperparams(muon)(learning_rate=0.02)``
     works and ``learning_rate``/``weight_decay`` can be changed in its state mid-run, under ``jit``;
     they are validated when they are concrete.
 
-    >>> import jax.numpy as jnp, optax
-    >>> tx = optax.inject_hyperparams(muon)(learning_rate=0.02)
-    >>> state = tx.init({"w": jnp.ones((3, 3))})
-    >>> state.hyperparams["learning_rate"] = jnp.asarray(0.01)  # e.g. from a callback
-
     Args:
       learning_rate: a positive float or an optax schedule.
-      weight_decay: decoupled weight decay (multiplied by the learning rate);
-        needs ``params`` in ``update`` unless it is zero.
+      {hyperparameters}
+      matrix_axes: see :func:`scale_by_muon`.
       weight_decay_mask: optional mask (pytree or callable) of the leaves to decay,
-        as in ``optax.add_decayed_weights``.
-      beta, eps, ns_iters, method, rms_scale, clip_grad_norm, nesterov, adjust_lr,
-        momentum_dtype, orthogonalize_dtype, neuron_norm, neuron_beta2, normalization,
-        matrix_axes: see :func:`scale_by_muon`.
+        as in ``optax.add_decayed_weights``. Decay needs ``params`` in ``update`` unless
+        ``weight_decay`` is zero.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> tx = optax.inject_hyperparams(muon)(learning_rate=0.02)
+      >>> params = {"w": jnp.ones((3, 3))}
+      >>> state = tx.init(params)
+      >>> state.hyperparams["learning_rate"] = jnp.asarray(0.01)  # e.g. from a callback
+      >>> updates, state = tx.update({"w": jnp.eye(3)}, state, params)
+      >>> print(optax.apply_updates(params, updates)["w"].round(4))
+      [[0.9899 0.9999 0.9999]
+       [0.9999 0.9899 0.9999]
+       [0.9999 0.9999 0.9899]]
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
+      Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
     """
-    ns_iters = _ns_iters(ns_iters)
-    _validate(
-        lr=None if callable(learning_rate) else learning_rate, lr_name="learning_rate",
-        beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
-        rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
-        momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm,
-        neuron_beta2=neuron_beta2, normalization=normalization,
-    )
-    parts = [scale_by_muon(beta, eps, ns_iters, method, rms_scale, clip_grad_norm, nesterov=nesterov,
-                           adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
-                           orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm,
-                           neuron_beta2=neuron_beta2, normalization=normalization, matrix_axes=matrix_axes)]
-    if not _is_zero(weight_decay):  # an array (optax.inject_hyperparams) may change later: keep the decay
-        parts += [_require_params(weight_decay),
-                  optax.add_decayed_weights(weight_decay, weight_decay_mask)]
+    hp = _hyperparameters(locals())
+    return _muon(learning_rate, hp, matrix_axes, weight_decay_mask)
+
+
+def _muon(learning_rate: optax.ScalarOrSchedule, hp: Hyperparameters, matrix_axes: MatrixAxesTree,
+          weight_decay_mask: Any) -> optax.GradientTransformation:
+    """:func:`muon` from a record."""
+    parts = [_scale_by_muon(hp, matrix_axes)]
+    if not _is_zero(hp.weight_decay):  # an array (optax.inject_hyperparams) may change later: keep the decay
+        parts += [_require_params(hp.weight_decay), optax.add_decayed_weights(hp.weight_decay, weight_decay_mask)]
     parts += [optax.scale_by_learning_rate(learning_rate), zero_nonfinite_updates()]
     return optax.chain(*parts)
 
@@ -594,6 +615,16 @@ def muon_labels(
     leaves ``"adamw"``. ``adamw`` moves matrices to AdamW too: a predicate on
     ``(path, leaf)`` where ``path`` is the leaf's key path joined by ``"/"``, or a list
     of substrings of that path (e.g. ``("embed", "head")``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> params = {"embed": jnp.ones((10, 4)), "dense": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)}}
+      >>> muon_labels(params, adamw=("embed",))
+      {'dense': {'bias': 'adamw', 'kernel': 'muon'}, 'embed': 'adamw'}
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
     """
     leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
     axes = _leaf_axes(matrix_axes, params)
@@ -605,6 +636,7 @@ def muon_labels(
     return jax.tree.unflatten(treedef, labels)
 
 
+@document_hyperparameters()
 def muon_with_adamw(
     learning_rate: optax.ScalarOrSchedule,
     beta: float = DEFAULTS["beta"],
@@ -616,12 +648,12 @@ def muon_with_adamw(
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
     *,
     nesterov: bool = DEFAULTS["nesterov"],
-    adjust_lr: str | None = DEFAULTS["adjust_lr"],
-    momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
-    orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
+    adjust_lr: AdjustLR | None = DEFAULTS["adjust_lr"],
+    momentum_dtype: LowPrecisionDtype | None = DEFAULTS["momentum_dtype"],
+    orthogonalize_dtype: LowPrecisionDtype | None = DEFAULTS["orthogonalize_dtype"],
     neuron_norm: bool = DEFAULTS["neuron_norm"],
     neuron_beta2: float = DEFAULTS["neuron_beta2"],
-    normalization: str = DEFAULTS["normalization"],
+    normalization: Normalization = DEFAULTS["normalization"],
     matrix_axes: MatrixAxesTree = None,
     weight_decay_mask: Any = None,
     adamw_lr: optax.ScalarOrSchedule | None = None,
@@ -648,6 +680,32 @@ def muon_with_adamw(
     (:func:`skip_nonfinite_leaves`), as under Muon. ``skip_nonfinite_adamw=False`` builds the
     AdamW part as version 0.1 did, without that guard: the state structure that a 0.1
     checkpoint of this transformation has, to restore one.
+
+    Args:
+      learning_rate: the Muon part's learning rate: a positive float or an optax schedule.
+      {hyperparameters}
+      matrix_axes: see :func:`scale_by_muon`.
+      weight_decay_mask: see :func:`muon`.
+      adamw_lr: the AdamW part's learning rate (``None``: ``learning_rate``).
+      adamw_betas: the AdamW part's ``(b1, b2)``.
+      adamw_weight_decay: the AdamW part's weight decay (``None``: ``weight_decay``).
+      adamw: matrices to give AdamW too, as in :func:`muon_labels`.
+      labels: the ``"muon"``/``"adamw"`` label pytree or callable (``None``: :func:`muon_labels`).
+      adamw_learning_rate: the deprecated name of ``adamw_lr``.
+      skip_nonfinite_adamw: wrap the AdamW part in :func:`skip_nonfinite_leaves`.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> params = {"w": jnp.ones((3, 3)), "b": jnp.ones(3)}
+      >>> tx = muon_with_adamw(0.02, adamw_lr=1e-3)
+      >>> updates, state = tx.update({"w": jnp.eye(3), "b": jnp.ones(3)}, tx.init(params), params)
+      >>> muon_labels(params)
+      {'b': 'adamw', 'w': 'muon'}
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+      Loshchilov and Hutter, "Decoupled Weight Decay Regularization" (AdamW), arXiv:1711.05101, 2019.
     """
     validate_betas(adamw_betas)
     if adamw_learning_rate is not None:
@@ -656,13 +714,11 @@ def muon_with_adamw(
         warnings.warn("muon_with_adamw: adamw_learning_rate is now adamw_lr, the name muon_torch uses.",
                       DeprecationWarning, stacklevel=2)
         adamw_lr = adamw_learning_rate
-    tx_muon = muon(learning_rate, beta, weight_decay, eps, ns_iters, method, rms_scale, clip_grad_norm,
-                   nesterov=nesterov, adjust_lr=adjust_lr, momentum_dtype=momentum_dtype,
-                   orthogonalize_dtype=orthogonalize_dtype, neuron_norm=neuron_norm, neuron_beta2=neuron_beta2,
-                   normalization=normalization, matrix_axes=matrix_axes, weight_decay_mask=weight_decay_mask)
+    hp = _hyperparameters(locals())
+    tx_muon = _muon(learning_rate, hp, matrix_axes, weight_decay_mask)
     b1, b2 = adamw_betas
-    tx_adamw = optax.adamw(adamw_lr if adamw_lr is not None else learning_rate, b1=b1, b2=b2, eps=eps,
-                           weight_decay=weight_decay if adamw_weight_decay is None else adamw_weight_decay)
+    tx_adamw = optax.adamw(adamw_lr if adamw_lr is not None else learning_rate, b1=b1, b2=b2, eps=hp.eps,
+                           weight_decay=hp.weight_decay if adamw_weight_decay is None else adamw_weight_decay)
     if skip_nonfinite_adamw:
         tx_adamw = skip_nonfinite_leaves(tx_adamw)
     if labels is None:
@@ -677,7 +733,19 @@ def _is_muon_state(x: Any) -> bool:
 def export_state(opt_state: optax.OptState) -> dict[str, dict[str, np.ndarray]]:
     """The Muon state inside ``opt_state`` as numpy arrays, keyed by each leaf's path
     (``"layers/0/kernel"``); see ``muon_common.remap``. bfloat16 momentum comes out as float32.
-    With ``neuron_norm``, a matrix's entry also has its ``"neuron_second_moment"``."""
+    With ``neuron_norm``, a matrix's entry also has its ``"neuron_second_moment"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = muon(0.02)
+      >>> state = tx.init({"layers": [{"kernel": jnp.ones((3, 2))}]})
+      >>> entry = export_state(state)["layers/0/kernel"]
+      >>> entry["momentum"].shape, int(entry["nonfinite_steps"])
+      ((3, 2), 0)
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    """
     found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_muon_state) if _is_muon_state(s)]
     if len(found) != 1:
         raise ValueError(Messages.STATE_MISSING.format(why=f"it holds {len(found)} Muon states, not one"))
@@ -696,7 +764,19 @@ def export_state(opt_state: optax.OptState) -> dict[str, dict[str, np.ndarray]]:
 def import_state(opt_state: optax.OptState, portable: dict[str, dict[str, np.ndarray]]) -> optax.OptState:
     """``opt_state`` with its Muon state replaced from a portable state (e.g. exported by
     ``muon_torch`` and remapped). Every entry must name a Muon leaf of the same shape; the
-    momentum keeps the state's dtype."""
+    momentum keeps the state's dtype.
+
+    Examples:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> tx = muon(0.02)
+      >>> state = tx.init({"kernel": jnp.zeros((3, 2))})
+      >>> portable = {"kernel": {"momentum": np.ones((3, 2)), "nonfinite_steps": np.asarray(0)}}
+      >>> float(export_state(import_state(state, portable))["kernel"]["momentum"].sum())
+      6.0
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    """
 
     def replace(state: Any) -> Any:
         if not _is_muon_state(state):

@@ -12,16 +12,17 @@ from jax.typing import ArrayLike
 from muon_common import (
     DEFAULTS,
     GRAM_RESTART_EVERY,
+    Hyperparameters,
+    LowPrecisionDtype,
     Messages,
+    Method,
+    Normalization,
     ns_schedule,
     use_gram,
-    validate_hyperparameters,
 )
+from muon_common._docs import document_hyperparameters
 
 __all__ = ["orthogonalize"]
-
-Method = str | Sequence[Sequence[float]]
-
 
 def _matmul(x: Array, y: Array, acc: Any) -> Array:
     """``x @ y`` accumulated in ``acc``. Operands of float32 or wider are multiplied in full
@@ -137,39 +138,42 @@ def orthogonalize_(G: Array, method: Method, ns_iters: int, eps: float,
     return newton_schulz(G, coefficients, eps, norm_scale, dtype, normalization)
 
 
+@document_hyperparameters(("method", "ns_iters", "eps", "normalization"))
 def orthogonalize(
     G: ArrayLike,
     method: Method = DEFAULTS["method"],
     ns_iters: int = DEFAULTS["ns_iters"],
     eps: float = DEFAULTS["eps"],
-    dtype: str | None = None,
-    normalization: str = DEFAULTS["normalization"],
+    dtype: LowPrecisionDtype | None = None,
+    normalization: Normalization = DEFAULTS["normalization"],
 ) -> Array:
     r"""Approximate the polar factor ``G (G^T G)^{-1/2}`` of each trailing matrix.
 
     Args:
       G: an array of shape ``(..., m, n)``; leading axes are batch axes and each
         trailing ``m x n`` matrix is orthogonalised on its own.
-      method: ``"ns"`` (the reference's cubic Newton–Schulz, ``X <- 1.5 X - 0.5 X X^T X``),
-        ``"quintic"`` (Keller Jordan's), ``"polar_express"`` (Amsel et al. 2025), a list of
-        per-step ``(a, b, c)`` triples, or ``"svd"`` (exact ``U V^T``).
-      ns_iters: Newton–Schulz steps (ignored by ``"svd"``).
-      eps: stabiliser of the starting normalisation.
+      {hyperparameters}
       dtype: ``"bfloat16"`` runs the Newton–Schulz steps in bfloat16; ``None`` in
         ``G``'s dtype.
-      normalization: how the Newton–Schulz input is scaled before the first step:
-        ``"frobenius"`` (the reference, ``G / ||G||_F``) or ``"aol"`` (Turbo-Muon's
-        per-row rescaling ``D G = diag(sum_j |G G^T|_ij)^(-1/2) G`` on the smaller side, at
-        no extra matmul; the steps then tend to the polar factor of ``D G``, not of ``G``:
-        see :func:`newton_schulz`). Not allowed with ``"svd"``.
 
     Returns:
       An array of the shape and dtype of ``G``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, muon_jax
+      >>> G = jax.random.normal(jax.random.key(0), (2, 64, 32))
+      >>> U = muon_jax.orthogonalize(G, method="svd")
+      >>> bool(jnp.allclose(U.mT @ U, jnp.eye(32), atol=1e-5))
+      True
+      >>> muon_jax.orthogonalize(G, method="polar_express").shape
+      (2, 64, 32)
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
     """
-    validate_hyperparameters(
-        beta=DEFAULTS["beta"], weight_decay=0.0, eps=eps, ns_iters=ns_iters, method=method,
-        rms_scale=True, clip_grad_norm=None, orthogonalize_dtype=dtype, normalization=normalization,
-    )
+    Hyperparameters(eps=eps, ns_iters=ns_iters, method=method, orthogonalize_dtype=dtype,
+                    normalization=normalization)  # validates
     G = jnp.asarray(G)
     if G.ndim < 2:
         raise ValueError(Messages.ORTHOGONALIZE_NDIM.format(shape=tuple(G.shape)))

@@ -43,15 +43,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from muon_common import MatrixAxes, ResolvedAxes, resolve_matrix_axes
+from muon_common import Hyperparameters, MatrixAxes, ResolvedAxes, resolve_matrix_axes
 from muon_torch._functional import (
     apply_direction,
     local_muon,
     momentum_and_decay,
     neuron_normalise,
+    nonzero_or_one,
     orthogonalize_many,
 )
-from muon_torch._orthogonalize import Method
 
 __all__ = ["has_dtensor", "muon_dtensor", "owners"]
 
@@ -175,8 +175,7 @@ def _local_scaled_squares(t: Tensor) -> tuple[Tensor, Tensor]:
         zero = torch.zeros((), dtype=t.dtype, device=t.device)
         return zero, zero
     s = t.abs().amax()
-    safe = torch.where(s > 0, s, torch.ones_like(s))
-    return s, (t / safe).square().sum()
+    return s, (t / nonzero_or_one(s)).square().sum()
 
 
 def _scaled_squares(tensors: list[Tensor], layouts: list[_Layout]) -> list[tuple[Tensor, Tensor]]:
@@ -189,7 +188,7 @@ def _scaled_squares(tensors: list[Tensor], layouts: list[_Layout]) -> list[tuple
     stats = [_local_scaled_squares(t) for t in tensors]
     out: list[tuple[Tensor, Tensor]] = []
     for s, q in stats:
-        out.append((torch.where(s > 0, s, torch.ones_like(s)), q))
+        out.append((nonzero_or_one(s), q))
     by_group: dict[int, list[int]] = defaultdict(list)
     for i, layout in enumerate(layouts):
         if layout.group is not None:
@@ -201,8 +200,7 @@ def _scaled_squares(tensors: list[Tensor], layouts: list[_Layout]) -> list[tuple
         _all_gather(gathered, mine, group=layout.group)
         gathered = gathered.view(layout.size, len(indices), 2)
         s_all, q_all = gathered[..., 0], gathered[..., 1]  # (size, k)
-        S = s_all.amax(dim=0)
-        S = torch.where(S > 0, S, torch.ones_like(S))
+        S = nonzero_or_one(s_all.amax(dim=0))
         total = ((s_all / S).square() * q_all).sum(dim=0)
         for j, i in enumerate(indices):
             dtype = tensors[i].dtype
@@ -245,10 +243,8 @@ def _exchange(send: list[list[Tensor]], recv_numels: list[int], group: Any, like
     return list(torch.split(recv_buffer, recv_numels))
 
 
-def _owned_directions(
-    entries: list[tuple[Tensor, ResolvedAxes, _Layout]], method: Method, ns_iters: int, eps: float,
-    dtype: str | None, normalization: str,
-) -> list[Tensor]:
+def _owned_directions(entries: list[tuple[Tensor, ResolvedAxes, _Layout]], hyperparameters: Hyperparameters
+                      ) -> list[Tensor]:
     """This rank's shard of the direction of each matrix of ``entries`` (all on one group, one dtype).
 
     ``entries`` hold this rank's shard of each input, its axes (of the whole tensor) and its
@@ -276,8 +272,7 @@ def _owned_directions(
     whole = [torch.cat(p, dim=entries[i][2].dim) for p, i in zip(pieces, mine, strict=True)]
 
     # 2. The owner orthogonalises its matrices, batched by shape.
-    directions = orthogonalize_many([(w, entries[i][1]) for w, i in zip(whole, mine, strict=True)],
-                                    method, ns_iters, eps, dtype, normalization)
+    directions = orthogonalize_many([(w, entries[i][1]) for w, i in zip(whole, mine, strict=True)], hyperparameters)
 
     # 3. Each rank gets its shard of every direction back.
     send = [[] for _ in range(size)]
@@ -300,14 +295,15 @@ def _owned_directions(
 
 def _generic_step(params: list[Any], grads: list[Any], momentum_buffers: list[Any],
                   nonfinite_steps: list[Tensor] | None, neuron_second_moments: list[Any],
-                  hyper: dict[str, Any]) -> None:
+                  lr: float | Tensor, hyperparameters: Hyperparameters, matrix_axes: MatrixAxes | None) -> None:
     """Any other DTensor layout: step whole copies on every rank, then keep the local shards."""
     module = _dtensor_module()
     full_p = [p.full_tensor() for p in params]
     full_g = [g.full_tensor() for g in grads]
     full_m = [m.full_tensor() for m in momentum_buffers]
     full_v = [None if v is None else v.full_tensor() for v in neuron_second_moments]
-    local_muon(full_p, full_g, full_m, nonfinite_steps=nonfinite_steps, neuron_second_moments=full_v, **hyper)
+    local_muon(full_p, full_g, full_m, lr=lr, hyperparameters=hyperparameters, matrix_axes=matrix_axes,
+               nonfinite_steps=nonfinite_steps, neuron_second_moments=full_v)
     moments = [(w, v) for w, v in zip(full_v, neuron_second_moments, strict=True) if v is not None]
     for whole, target in [*zip(full_p + full_m, params + momentum_buffers, strict=True), *moments]:
         replicated = module.DTensor.from_local(whole, target.device_mesh,
@@ -321,35 +317,17 @@ def muon_dtensor(
     momentum_buffers: list[Tensor],
     *,
     lr: float | Tensor,
-    beta: float,
-    weight_decay: float,
-    eps: float,
-    ns_iters: int,
-    method: Method,
-    rms_scale: bool,
-    clip_grad_norm: float | None,
-    nesterov: bool = False,
-    adjust_lr: str | None = None,
-    momentum_dtype: str | None = None,
-    orthogonalize_dtype: str | None = None,
+    hyperparameters: Hyperparameters,
     matrix_axes: MatrixAxes | None = None,
     nonfinite_steps: list[Tensor] | None = None,
-    neuron_norm: bool = False,
-    neuron_beta2: float = 0.95,
-    normalization: str = "frobenius",
     neuron_second_moments: Sequence[Tensor | None] | None = None,
 ) -> None:
     """:func:`muon_torch.muon` where some parameters are ``DTensor``s (see the module's docstring)."""
-    hyper: dict[str, Any] = dict(
-        lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters, method=method,
-        rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
-        momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
-        neuron_norm=neuron_norm, neuron_beta2=neuron_beta2, normalization=normalization,
-    )
+    hp = hyperparameters
     moments: list[Any] = list(neuron_second_moments or [None] * len(params))
     layouts = [_layout(p) for p in params]
     axes = [resolve_matrix_axes(p.shape, matrix_axes) for p in params]
-    if neuron_norm:
+    if hp.neuron_norm:
         # A matrix split along its columns (fan-in) would need its neurons' sums gathered
         # across ranks as well: such layouts take the whole-tensor path.
         for i, (layout, a) in enumerate(zip(layouts, axes, strict=True)):
@@ -360,7 +338,7 @@ def muon_dtensor(
         _generic_step([params[i] for i in generic], [grads[i] for i in generic],
                       [momentum_buffers[i] for i in generic],
                       None if nonfinite_steps is None else [nonfinite_steps[i] for i in generic],
-                      [moments[i] for i in generic], hyper)
+                      [moments[i] for i in generic], lr, hp, matrix_axes)
         kept = [i for i, layout in enumerate(layouts) if layout is not None]
         params, grads, momentum_buffers, moments = ([xs[i] for i in kept]
                                                     for xs in (params, grads, momentum_buffers, moments))
@@ -381,23 +359,22 @@ def muon_dtensor(
     # From here on, the steps of ``muon_torch.muon`` on local shards, with global scalars.
     bad = _all_reduce_max([(~torch.isfinite(g).all()).to(g.dtype) for g in grads], lays)
     inputs, keep = momentum_and_decay(
-        params, grads, momentum_buffers, [b == 0 for b in bad], lr=lr, beta=beta, weight_decay=weight_decay,
-        clip_grad_norm=clip_grad_norm, nesterov=nesterov, momentum_dtype=momentum_dtype,
+        params, grads, momentum_buffers, [b == 0 for b in bad], lr=lr, hyperparameters=hp,
         nonfinite_steps=nonfinite_steps,
         norms=lambda ms: [s * torch.sqrt(q) for s, q in _scaled_squares(ms, lays)],  # robust_norm, whole tensors
     )
 
     vectors = [i for i, a in enumerate(axes) if a is None]
     if vectors:
-        if rms_scale:
+        if hp.rms_scale:
             stats = _scaled_squares([inputs[i] for i in vectors], [lays[i] for i in vectors])
             for i, (s, q) in zip(vectors, stats, strict=True):
                 # rms_normalise of the whole tensor: m / sqrt(mean(m^2) + eps), on m / max|m|.
-                update = (inputs[i] / s) / torch.sqrt(q / math.prod(shapes[i]) + eps / s.square())
-                apply_direction(params[i], update, keep[i], lr, shapes[i], None, adjust_lr)
+                update = (inputs[i] / s) / torch.sqrt(q / math.prod(shapes[i]) + hp.eps / s.square())
+                apply_direction(params[i], update, keep[i], lr, shapes[i], None, hp.adjust_lr)
         else:
             for i in vectors:
-                apply_direction(params[i], inputs[i], keep[i], lr, shapes[i], None, adjust_lr)
+                apply_direction(params[i], inputs[i], keep[i], lr, shapes[i], None, hp.adjust_lr)
 
     # Matrices: local where no gather is needed, else split between the ranks of their group.
     local: list[int] = []
@@ -413,19 +390,17 @@ def muon_dtensor(
             shared[(_group_key(layout.group), inputs[i].dtype)].append(i)
     directions: dict[int, Tensor] = {}
     if local:
-        found = orthogonalize_many([(inputs[i], axes[i]) for i in local], method, ns_iters, eps,  # type: ignore[misc]
-                                   orthogonalize_dtype, normalization)
+        found = orthogonalize_many([(inputs[i], axes[i]) for i in local], hp)  # type: ignore[misc]
         directions.update(zip(local, found, strict=True))
     for indices in shared.values():
-        found = _owned_directions([(inputs[i], axes[i], lays[i]) for i in indices], method, ns_iters, eps,  # type: ignore[misc]
-                                  orthogonalize_dtype, normalization)
+        found = _owned_directions([(inputs[i], axes[i], lays[i]) for i in indices], hp)  # type: ignore[misc]
         directions.update(zip(indices, found, strict=True))
-    if neuron_norm:
+    if hp.neuron_norm:
         for i, d in directions.items():
             # The slices' squared norms are summed over the ranks holding their other rows.
             split_rows = lays[i].group is not None and lays[i].dim in axes[i].rows  # type: ignore[union-attr]
-            directions[i] = neuron_normalise(d, moments[i], keep[i], neuron_beta2, eps, axes[i],  # type: ignore[arg-type]
+            directions[i] = neuron_normalise(d, moments[i], keep[i], hp.neuron_beta2, hp.eps, axes[i],  # type: ignore[arg-type]
                                              functools.partial(_all_reduce_sum, group=lays[i].group)
                                              if split_rows else lambda t: t)
     for i, d in directions.items():
-        apply_direction(params[i], d, keep[i], lr, shapes[i], axes[i], adjust_lr)
+        apply_direction(params[i], d, keep[i], lr, shapes[i], axes[i], hp.adjust_lr)

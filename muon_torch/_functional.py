@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from muon_common import CLIP_EPS, MatrixAxes, ResolvedAxes, lr_adjustment, resolve_matrix_axes
-from muon_torch._orthogonalize import Method, orthogonalize_
+from muon_common import CLIP_EPS, Hyperparameters, MatrixAxes, ResolvedAxes, lr_adjustment, resolve_matrix_axes
+from muon_torch._orthogonalize import orthogonalize_
 
 
 def to_batched(t: Tensor, axes: ResolvedAxes) -> Tensor:
@@ -27,10 +27,11 @@ def from_batched(u: Tensor, shape: Sequence[int], axes: ResolvedAxes) -> Tensor:
     return u.reshape([shape[a] for a in perm]).permute([perm.index(a) for a in range(len(shape))])
 
 
-def orthogonalize_many(items: list[tuple[Tensor, ResolvedAxes]], method: Method, ns_iters: int, eps: float,
-                       dtype: str | None, normalization: str = "frobenius") -> list[Tensor]:
-    """Directions of ``items`` (each in its own shape); matrices of equal ``(rows, cols)``,
-    dtype and device are orthogonalised together in one batched computation."""
+def orthogonalize_many(items: list[tuple[Tensor, ResolvedAxes]], hyperparameters: Hyperparameters) -> list[Tensor]:
+    """Directions of ``items`` (each in its own shape), by ``hyperparameters``' method; matrices
+    of equal ``(rows, cols)``, dtype and device are orthogonalised together in one batched
+    computation."""
+    hp = hyperparameters
     batched = [to_batched(t, axes) for t, axes in items]
     buckets: dict[Any, list[int]] = defaultdict(list)
     for i, mb in enumerate(batched):
@@ -38,7 +39,7 @@ def orthogonalize_many(items: list[tuple[Tensor, ResolvedAxes]], method: Method,
     out: list[Tensor] = [torch.empty(0)] * len(items)
     for indices in buckets.values():
         stacked = torch.cat([batched[i] for i in indices]) if len(indices) > 1 else batched[indices[0]]
-        directions = orthogonalize_(stacked, method, ns_iters, eps, dtype, normalization)
+        directions = orthogonalize_(stacked, hp.method, hp.ns_iters, hp.eps, hp.orthogonalize_dtype, hp.normalization)
         offset = 0
         for i in indices:
             n = batched[i].shape[0]
@@ -47,10 +48,14 @@ def orthogonalize_many(items: list[tuple[Tensor, ResolvedAxes]], method: Method,
     return out
 
 
+def nonzero_or_one(s: Tensor) -> Tensor:
+    """``s``, or 1 where ``s`` is 0: a scale that is safe to divide by."""
+    return torch.where(s > 0, s, torch.ones_like(s))
+
+
 def safe_max_abs(t: Tensor) -> Tensor:
     """``max|t|``, or 1 for an all-zero ``t``: dividing by it keeps squares in range."""
-    s = t.abs().amax()
-    return torch.where(s > 0, s, torch.ones_like(s))
+    return nonzero_or_one(t.abs().amax())
 
 
 def robust_norm(m: Tensor) -> Tensor:
@@ -96,11 +101,7 @@ def momentum_and_decay(
     finite: list[Tensor],
     *,
     lr: float | Tensor,
-    beta: float,
-    weight_decay: float,
-    clip_grad_norm: float | None,
-    nesterov: bool,
-    momentum_dtype: str | None,
+    hyperparameters: Hyperparameters,
     nonfinite_steps: list[Tensor] | None,
     norms: Callable[[list[Tensor]], list[Tensor]],
 ) -> tuple[list[Tensor] | tuple[Tensor, ...], list[Tensor]]:
@@ -110,6 +111,8 @@ def momentum_and_decay(
     ``finite`` says, per parameter, whether its whole gradient is finite; ``norms`` gives
     the whole-tensor L2 norm of each momentum (for the clip). Nothing syncs with the host.
     """
+    hp = hyperparameters
+    beta, weight_decay, clip_grad_norm = hp.beta, hp.weight_decay, hp.clip_grad_norm
     grads = [torch.where(f, g, torch.zeros((), dtype=g.dtype, device=g.device))
              for f, g in zip(finite, grads, strict=True)]
     keep = [f.to(g.dtype) for f, g in zip(finite, grads, strict=True)]
@@ -119,7 +122,7 @@ def momentum_and_decay(
     # The momentum update runs in the parameters' dtype; a bfloat16 buffer is read
     # into a full-precision copy here and written back rounded at the end.
     momenta = momentum_buffers
-    if momentum_dtype is not None:
+    if hp.momentum_dtype is not None:
         momenta = [m.to(g.dtype) for m, g in zip(momentum_buffers, grads, strict=True)]
     # m <- beta m + (1 - beta) g, or m unchanged where the gradient was not finite.
     torch._foreach_mul_(momenta, [k * beta + (1.0 - k) for k in keep])
@@ -130,10 +133,10 @@ def momentum_and_decay(
             scale = torch.where(norm > clip_grad_norm, clip_grad_norm / (norm + CLIP_EPS), 1.0)
             scales.append(torch.where(f, scale, 1.0).to(m.dtype))
         torch._foreach_mul_(momenta, scales)
-    if momentum_dtype is not None:
+    if hp.momentum_dtype is not None:
         torch._foreach_copy_(momentum_buffers, momenta)
     inputs: list[Tensor] | tuple[Tensor, ...] = momenta
-    if nesterov:
+    if hp.nesterov:
         inputs = torch._foreach_mul(momenta, beta)
         torch._foreach_add_(inputs, grads, alpha=1.0 - beta)
     if weight_decay != 0.0:
@@ -162,43 +165,29 @@ def local_muon(
     momentum_buffers: list[Tensor],
     *,
     lr: float | Tensor,
-    beta: float,
-    weight_decay: float,
-    eps: float,
-    ns_iters: int,
-    method: Method,
-    rms_scale: bool,
-    clip_grad_norm: float | None,
-    nesterov: bool,
-    adjust_lr: str | None,
-    momentum_dtype: str | None,
-    orthogonalize_dtype: str | None,
+    hyperparameters: Hyperparameters,
     matrix_axes: MatrixAxes | None,
     nonfinite_steps: list[Tensor] | None,
-    neuron_norm: bool = False,
-    neuron_beta2: float = 0.95,
-    normalization: str = "frobenius",
     neuron_second_moments: Sequence[Tensor | None] | None = None,
 ) -> None:
     """:func:`muon_torch.muon` on plain (not sharded) tensors: the step of one process."""
+    hp = hyperparameters
     finite = [torch.isfinite(g).all() for g in grads]
     inputs, keep = momentum_and_decay(
-        params, grads, momentum_buffers, finite, lr=lr, beta=beta, weight_decay=weight_decay,
-        clip_grad_norm=clip_grad_norm, nesterov=nesterov, momentum_dtype=momentum_dtype,
-        nonfinite_steps=nonfinite_steps, norms=lambda ms: [robust_norm(m) for m in ms],
+        params, grads, momentum_buffers, finite, lr=lr, hyperparameters=hp, nonfinite_steps=nonfinite_steps,
+        norms=lambda ms: [robust_norm(m) for m in ms],
     )
     axes = [resolve_matrix_axes(p.shape, matrix_axes) for p in params]
     matrices = [i for i, a in enumerate(axes) if a is not None]
-    directions = dict(zip(matrices, orthogonalize_many([(inputs[i], axes[i]) for i in matrices],  # type: ignore[misc]
-                                                       method, ns_iters, eps, orthogonalize_dtype, normalization),
+    directions = dict(zip(matrices, orthogonalize_many([(inputs[i], axes[i]) for i in matrices], hp),  # type: ignore[misc]
                           strict=True))
-    if neuron_norm:
+    if hp.neuron_norm:
         moments = neuron_second_moments or [None] * len(params)
         for i, d in directions.items():
-            directions[i] = neuron_normalise(d, moments[i], keep[i], neuron_beta2, eps, axes[i])  # type: ignore[arg-type]
+            directions[i] = neuron_normalise(d, moments[i], keep[i], hp.neuron_beta2, hp.eps, axes[i])  # type: ignore[arg-type]
     for i, (p, m) in enumerate(zip(params, inputs, strict=True)):
-        direction = directions[i] if i in directions else (rms_normalise(m, eps) if rms_scale else m)
-        apply_direction(p, direction, keep[i], lr, p.shape, axes[i], adjust_lr)
+        direction = directions[i] if i in directions else (rms_normalise(m, hp.eps) if hp.rms_scale else m)
+        apply_direction(p, direction, keep[i], lr, p.shape, axes[i], hp.adjust_lr)
 
 
 def _select(condition: Tensor, value: float, other: float, like: Tensor) -> Tensor:

@@ -10,16 +10,17 @@ from torch import Tensor
 from muon_common import (
     DEFAULTS,
     GRAM_RESTART_EVERY,
+    Hyperparameters,
+    LowPrecisionDtype,
     Messages,
+    Method,
+    Normalization,
     ns_schedule,
     use_gram,
-    validate_hyperparameters,
 )
+from muon_common._docs import document_hyperparameters
 
 __all__ = ["orthogonalize"]
-
-Method = str | Sequence[Sequence[float]]
-
 
 def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]], eps: float,
                   norm_scale: float = 1.0, compute_dtype: str | None = None,
@@ -123,39 +124,42 @@ def orthogonalize_(G: Tensor, method: Method, ns_iters: int, eps: float,
 
 
 @torch.no_grad()
+@document_hyperparameters(("method", "ns_iters", "eps", "normalization"))
 def orthogonalize(
     G: Tensor,
     method: Method = DEFAULTS["method"],
     ns_iters: int = DEFAULTS["ns_iters"],
     eps: float = DEFAULTS["eps"],
-    dtype: str | None = None,
-    normalization: str = DEFAULTS["normalization"],
+    dtype: LowPrecisionDtype | None = None,
+    normalization: Normalization = DEFAULTS["normalization"],
 ) -> Tensor:
     r"""Approximate the polar factor ``G (G^T G)^{-1/2}`` of each trailing matrix.
 
     Args:
       G: a tensor of shape ``(..., m, n)``; leading axes are batch axes and each
         trailing ``m x n`` matrix is orthogonalised on its own.
-      method: ``"ns"`` (the reference's cubic Newton–Schulz, ``X <- 1.5 X - 0.5 X X^T X``),
-        ``"quintic"`` (Keller Jordan's), ``"polar_express"`` (Amsel et al. 2025), a list of
-        per-step ``(a, b, c)`` triples, or ``"svd"`` (exact ``U V^T``).
-      ns_iters: Newton–Schulz steps (ignored by ``"svd"``).
-      eps: stabiliser of the starting normalisation.
+      {hyperparameters}
       dtype: ``"bfloat16"`` runs the Newton–Schulz steps in bfloat16; ``None`` in
         ``G``'s dtype.
-      normalization: how the Newton–Schulz input is scaled before the first step:
-        ``"frobenius"`` (the reference, ``G / ||G||_F``) or ``"aol"`` (Turbo-Muon's
-        per-row rescaling ``D G = diag(sum_j |G G^T|_ij)^(-1/2) G`` on the smaller side, at
-        no extra matmul; the steps then tend to the polar factor of ``D G``, not of ``G``:
-        see :func:`newton_schulz`). Not allowed with ``"svd"``.
 
     Returns:
       A tensor of the shape and dtype of ``G``.
+
+    Examples:
+      >>> import torch, muon_torch
+      >>> G = torch.randn(2, 64, 32, dtype=torch.float64)
+      >>> U = muon_torch.orthogonalize(G, method="svd")
+      >>> torch.allclose(U.mT @ U, torch.eye(32, dtype=torch.float64).expand(2, 32, 32))
+      True
+      >>> muon_torch.orthogonalize(G, method="polar_express").shape
+      torch.Size([2, 64, 32])
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
     """
-    validate_hyperparameters(
-        beta=DEFAULTS["beta"], weight_decay=0.0, eps=eps, ns_iters=ns_iters, method=method,
-        rms_scale=True, clip_grad_norm=None, orthogonalize_dtype=dtype, normalization=normalization,
-    )
+    Hyperparameters(eps=eps, ns_iters=ns_iters, method=method, orthogonalize_dtype=dtype,
+                    normalization=normalization)  # validates
     if G.ndim < 2:
         raise ValueError(Messages.ORTHOGONALIZE_NDIM.format(shape=tuple(G.shape)))
     return orthogonalize_(G, method, ns_iters, eps, dtype, normalization)

@@ -13,32 +13,32 @@ from torch.optim.optimizer import Optimizer, ParamsT, _get_scalar_dtype
 from muon_common import (
     ADAMW_BETAS,
     DEFAULTS,
+    AdjustLR,
+    Hyperparameters,
+    LowPrecisionDtype,
     MatrixAxes,
     Messages,
+    Method,
+    Normalization,
     PortableState,
     adamw_matcher,
     neuron_moment_shape,
     resolve_matrix_axes,
     validate_betas,
-    validate_hyperparameters,
+    validate_lr,
 )
+from muon_common._docs import document_hyperparameters
 from muon_torch._distributed import has_dtensor, muon_dtensor
 from muon_torch._functional import adamw, local_muon
-from muon_torch._orthogonalize import Method
 
 __all__ = ["Muon", "export_state", "import_state", "muon", "param_groups"]
 
-_HYPERPARAMETERS = ("lr", "beta", "weight_decay", "eps", "ns_iters", "method", "rms_scale",
-                    "clip_grad_norm", "nesterov", "adjust_lr", "momentum_dtype", "orthogonalize_dtype",
-                    "neuron_norm", "neuron_beta2", "normalization")
 _ALGORITHMS = ("muon", "adamw")
 #: What a param group saved before an option existed gets for it (the earlier behaviour).
-_GROUP_DEFAULTS: dict[str, Any] = {
-    **{k: v for k, v in DEFAULTS.items() if k in _HYPERPARAMETERS},
-    "matrix_axes": None, "algorithm": "muon", "betas": ADAMW_BETAS,
-}
+_GROUP_DEFAULTS: dict[str, Any] = {**DEFAULTS, "matrix_axes": None, "algorithm": "muon", "betas": ADAMW_BETAS}
 
 
+@document_hyperparameters()
 class Muon(Optimizer):
     r"""Muon: momentum, then orthogonalised updates for matrices.
 
@@ -68,32 +68,26 @@ class Muon(Optimizer):
       params: parameters or param groups; every hyperparameter below, ``matrix_axes``,
         ``algorithm`` and ``betas`` can be set per group.
       lr: learning rate (no default): a float or a one-element Tensor, as in torch.optim.
-      beta: momentum coefficient.
-      weight_decay: decoupled weight decay (multiplied by ``lr``).
-      eps: numerical stabiliser of the normalisations.
-      ns_iters: Newton–Schulz steps.
-      method: ``"ns"`` (reference), ``"quintic"``, ``"polar_express"``, a list of
-        per-step ``(a, b, c)`` triples, or ``"svd"``.
-      rms_scale: RMS-normalise the momentum of non-matrix parameters.
-      clip_grad_norm: if set, the stored momentum of each parameter is rescaled
-        to this L2 norm whenever it is larger.
-      nesterov: orthogonalise the Nesterov look-ahead ``beta m + (1 - beta) g``.
-      adjust_lr: ``None``, ``"original"`` (``sqrt(max(1, fan_out / fan_in))``) or
-        ``"match_rms_adamw"`` (``0.2 sqrt(max(fan_in, fan_out))``); a matrix's rows
-        are its fan-out and its columns its fan-in (``Linear.weight`` is ``(out, in)``).
-      momentum_dtype: ``"bfloat16"`` stores the momentum in bfloat16 (the step itself
-        runs in the parameter's dtype).
-      orthogonalize_dtype: ``"bfloat16"`` runs the Newton–Schulz steps in bfloat16.
-      neuron_norm: NorMuon (Li et al. 2025): normalise each output neuron's update by the
-        running RMS of its orthogonalised update (one value of state per neuron).
-      neuron_beta2: the coefficient of that running mean square.
-      normalization: how Newton–Schulz scales its input: ``"frobenius"`` (the reference) or
-        ``"aol"`` (Turbo-Muon's per-row rescaling, closer to orthogonal from the start).
+      {hyperparameters}
       matrix_axes: which axes form the matrix (:class:`muon_common.MatrixAxes`);
         others are batch axes. ``None``: 2-D parameters are matrices, others are not.
+        A matrix's rows are its fan-out and its columns its fan-in (``Linear.weight`` is
+        ``(out, in)``): NorMuon's neurons are its rows.
+      betas: AdamW's ``(beta1, beta2)`` for a group with ``algorithm="adamw"``.
+
+    Examples:
+      >>> import torch, muon_torch
+      >>> model = torch.nn.Linear(4, 3)
+      >>> opt = muon_torch.Muon(muon_torch.param_groups(model), lr=0.02)
+      >>> model(torch.ones(2, 4)).square().sum().backward()
+      >>> opt.step()
+      >>> [g["algorithm"] for g in opt.param_groups]
+      ['muon', 'adamw']
 
     References:
       Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
       Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
     """
 
@@ -110,12 +104,12 @@ class Muon(Optimizer):
         clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"],
         *,
         nesterov: bool = DEFAULTS["nesterov"],
-        adjust_lr: str | None = DEFAULTS["adjust_lr"],
-        momentum_dtype: str | None = DEFAULTS["momentum_dtype"],
-        orthogonalize_dtype: str | None = DEFAULTS["orthogonalize_dtype"],
+        adjust_lr: AdjustLR | None = DEFAULTS["adjust_lr"],
+        momentum_dtype: LowPrecisionDtype | None = DEFAULTS["momentum_dtype"],
+        orthogonalize_dtype: LowPrecisionDtype | None = DEFAULTS["orthogonalize_dtype"],
         neuron_norm: bool = DEFAULTS["neuron_norm"],
         neuron_beta2: float = DEFAULTS["neuron_beta2"],
-        normalization: str = DEFAULTS["normalization"],
+        normalization: Normalization = DEFAULTS["normalization"],
         matrix_axes: MatrixAxes | None = None,
         betas: tuple[float, float] = ADAMW_BETAS,
     ) -> None:
@@ -305,7 +299,8 @@ class Muon(Optimizer):
                 params,
                 grads,
                 momentum_buffers,
-                **{k: group[k] for k in _HYPERPARAMETERS},
+                lr=group["lr"],
+                hyperparameters=_hyperparameters(group),
                 matrix_axes=group["matrix_axes"],
                 nonfinite_steps=nonfinite_steps,
                 neuron_second_moments=neuron_second_moments,
@@ -313,13 +308,16 @@ class Muon(Optimizer):
         return loss
 
 
-def _validate(hyperparameters: dict[str, Any]) -> None:
+def _hyperparameters(group: dict[str, Any]) -> Hyperparameters:
+    """A param group's Muon hyperparameters as one (validated) record."""
+    return Hyperparameters(**{k: group[k] for k in DEFAULTS})
+
+
+def _validate(group: dict[str, Any]) -> None:
     """Check a group's hyperparameters; ``lr`` may be a float or a one-element Tensor, as in torch.optim."""
-    values = {k: hyperparameters[k] for k in _HYPERPARAMETERS}
-    lr = values["lr"]
-    if isinstance(lr, Tensor):
-        values["lr"] = lr.item() if lr.numel() == 1 and lr.is_floating_point() else lr
-    validate_hyperparameters(**values)
+    lr = group["lr"]
+    validate_lr(lr if not isinstance(lr, Tensor) or lr.is_floating_point() else lr.tolist())
+    _hyperparameters(group)
 
 
 def _describe(name: str | None, index: int, group: int) -> str:
@@ -350,31 +348,19 @@ def muon(
     momentum_buffers: list[Tensor],
     *,
     lr: float | Tensor,
-    beta: float,
-    weight_decay: float,
-    eps: float,
-    ns_iters: int,
-    method: Method,
-    rms_scale: bool,
-    clip_grad_norm: float | None,
-    nesterov: bool = False,
-    adjust_lr: str | None = None,
-    momentum_dtype: str | None = None,
-    orthogonalize_dtype: str | None = None,
-    neuron_norm: bool = False,
-    neuron_beta2: float = DEFAULTS["neuron_beta2"],
-    normalization: str = DEFAULTS["normalization"],
+    hyperparameters: Hyperparameters = Hyperparameters(),  # noqa: B008 (a frozen record)
     matrix_axes: MatrixAxes | None = None,
     nonfinite_steps: list[Tensor] | None = None,
     neuron_second_moments: Sequence[Tensor | None] | None = None,
 ) -> None:
-    """Functional Muon step over lists of tensors (see :class:`Muon`).
+    """Functional Muon step over lists of tensors (see :class:`Muon`), in place.
 
-    Matrices of equal ``(batch, rows, cols)`` shape, dtype and device are
-    orthogonalised together in one batched computation. A parameter whose gradient
-    has a NaN or Inf keeps its value and momentum this step (selected on the device,
-    without a host synchronisation) and, if given, its ``nonfinite_steps`` counter
-    goes up by one.
+    ``hyperparameters`` holds every hyperparameter but the learning rate
+    (:class:`muon_common.Hyperparameters`, the reference's by default). Matrices of equal
+    ``(batch, rows, cols)`` shape, dtype and device are orthogonalised together in one batched
+    computation. A parameter whose gradient has a NaN or Inf keeps its value and momentum this
+    step (selected on the device, without a host synchronisation) and, if given, its
+    ``nonfinite_steps`` counter goes up by one.
 
     ``DTensor`` parameters (FSDP2's ``fully_shard``) are stepped on their local shards,
     with whole-tensor norms and NaN checks, each matrix orthogonalised by one rank of
@@ -383,8 +369,20 @@ def muon(
     With ``neuron_norm``, ``neuron_second_moments`` holds each matrix's per-neuron second
     moment (its shape with the column axes reduced to 1; ``None`` for other parameters),
     updated in place.
+
+    Examples:
+      >>> import torch, muon_torch
+      >>> from muon_common import Hyperparameters
+      >>> p, m = torch.ones(2, 2), torch.zeros(2, 2)
+      >>> muon_torch.muon([p], [torch.eye(2)], [m], lr=0.1, hyperparameters=Hyperparameters(weight_decay=0.0))
+      >>> p
+      tensor([[0.9000, 1.0000],
+              [1.0000, 0.9000]])
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
-    if neuron_norm and neuron_second_moments is None:
+    if hyperparameters.neuron_norm and neuron_second_moments is None:
         raise ValueError("muon: neuron_norm=True needs neuron_second_moments, one per parameter (None for "
                          "non-matrices), each shaped like the matrix with its columns reduced to 1.")
     if any(p.numel() == 0 for p in params):
@@ -400,11 +398,8 @@ def muon(
     # Sharded parameters (FSDP2) take local elementwise work, global scalars and each matrix
     # orthogonalised once in the group (muon_torch/_distributed.py); others the one-process step.
     step = muon_dtensor if has_dtensor(params) else local_muon
-    step(params, grads, momentum_buffers, lr=lr, beta=beta, weight_decay=weight_decay, eps=eps, ns_iters=ns_iters,
-         method=method, rms_scale=rms_scale, clip_grad_norm=clip_grad_norm, nesterov=nesterov, adjust_lr=adjust_lr,
-         momentum_dtype=momentum_dtype, orthogonalize_dtype=orthogonalize_dtype, matrix_axes=matrix_axes,
-         nonfinite_steps=nonfinite_steps, neuron_norm=neuron_norm, neuron_beta2=neuron_beta2,
-         normalization=normalization, neuron_second_moments=neuron_second_moments)
+    step(params, grads, momentum_buffers, lr=lr, hyperparameters=hyperparameters, matrix_axes=matrix_axes,
+         nonfinite_steps=nonfinite_steps, neuron_second_moments=neuron_second_moments)
 
 
 def param_groups(
@@ -427,6 +422,17 @@ def param_groups(
     The AdamW group takes ``adamw_lr``, ``adamw_betas`` and ``adamw_weight_decay`` when
     given (the names ``muon_jax.muon_with_adamw`` uses), else the optimizer's ``lr``,
     ``betas`` and ``weight_decay``; ``adamw_overrides`` sets any other group key.
+
+    Examples:
+      >>> import torch, muon_torch
+      >>> model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 10))
+      >>> groups = muon_torch.param_groups(model, adamw=("0.", "2."), adamw_lr=3e-3)
+      >>> [(g.get("algorithm", "muon"), len(g["params"])) for g in groups]
+      [('muon', 1), ('adamw', 4)]
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
     """
     to_adamw = adamw_matcher(adamw)
     muon_params: list[Tensor] = []
@@ -453,6 +459,19 @@ def export_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]]) ->
     (no step yet, or in an AdamW group) are left out. bfloat16 momentum comes out as
     float32 (exactly). With ``neuron_norm``, a matrix's entry also has its
     ``"neuron_second_moment"`` (shaped like the matrix with its columns reduced to 1).
+
+    Examples:
+      >>> import torch, muon_torch
+      >>> model = torch.nn.Linear(3, 2, bias=False)
+      >>> opt = muon_torch.Muon(model.parameters(), lr=0.02)
+      >>> model(torch.ones(1, 3)).sum().backward()
+      >>> opt.step()
+      >>> state = muon_torch.export_state(opt, model.named_parameters())
+      >>> state["weight"]["momentum"].shape, int(state["weight"]["nonfinite_steps"])
+      ((2, 3), 0)
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
     out: PortableState = {}
     for name, p in named_params:
@@ -473,6 +492,18 @@ def import_state(optimizer: Muon, named_params: Iterable[tuple[str, Tensor]], po
     full before anything is loaded. The momentum keeps the optimizer's momentum dtype. A
     ``"neuron_second_moment"`` is loaded where the group has ``neuron_norm`` (else dropped; an
     entry without one starts it from zero, as a fresh NorMuon does).
+
+    Examples:
+      >>> import torch, muon_torch
+      >>> model = torch.nn.Linear(3, 2, bias=False)
+      >>> opt = muon_torch.Muon(model.parameters(), lr=0.02)
+      >>> portable = {"weight": {"momentum": torch.ones(2, 3).numpy(), "nonfinite_steps": torch.tensor(0).numpy()}}
+      >>> muon_torch.import_state(opt, model.named_parameters(), portable)
+      >>> opt.state[model.weight]["momentum_buffer"].sum().item()
+      6.0
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
     params = dict(named_params)
     names = {id(p): n for n, p in params.items()}

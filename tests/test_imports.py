@@ -79,15 +79,17 @@ assert muon_jax.orthogonalize(jnp.ones((2, 3, 4))).shape == (2, 3, 4)
 
 _COMMON = """
 import muon_common
-from muon_common import DEFAULTS, MatrixAxes, resolve_matrix_axes, validate_hyperparameters
+from muon_common import DEFAULTS, Hyperparameters, MatrixAxes, resolve_matrix_axes, validate_lr
 
-validate_hyperparameters(lr=0.1, **DEFAULTS)
-try:
-    validate_hyperparameters(lr=-1.0, **DEFAULTS)
-except ValueError:
-    pass
-else:
-    raise AssertionError("lr=-1.0 was accepted")
+assert Hyperparameters(**DEFAULTS) == Hyperparameters()
+validate_lr(0.1)
+for check in (lambda: validate_lr(-1.0), lambda: Hyperparameters(beta=1.0)):
+    try:
+        check()
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("an invalid value was accepted")
 assert resolve_matrix_axes((2, 3, 4), MatrixAxes(rows=1, cols=2)).batch == (0,)
 assert muon_common.ns_schedule("ns", 3) == ([muon_common.NS_METHODS["ns"].coefficients[0]] * 3, 1.0)
 """

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import muon_torch
-from muon_common import DEFAULTS, MatrixAxes
+from muon_common import DEFAULTS, Hyperparameters, MatrixAxes
 
 HYPERPARAMETERS = ("lr", "beta", "weight_decay", "eps", "ns_iters", "method", "rms_scale", "clip_grad_norm",
                    "nesterov", "adjust_lr", "momentum_dtype", "orthogonalize_dtype", "neuron_norm", "neuron_beta2",
@@ -216,8 +216,7 @@ def test_lr_scheduler(make_scheduler, lr_at) -> None:
 
         _set_grads(manual, i)
         with torch.no_grad():
-            muon_torch.muon(manual, [p.grad for p in manual], buffers,
-                            **{**DEFAULTS, "lr": lr_at(i)})
+            muon_torch.muon(manual, [p.grad for p in manual], buffers, lr=lr_at(i))
 
     expected = [lr_at(i) for i in range(steps)]
     assert used == pytest.approx(expected, rel=1e-15)
@@ -262,7 +261,8 @@ def test_functional_equals_class(method: str) -> None:
         _set_grads(functional, step)
         opt.step()
         with torch.no_grad():
-            muon_torch.muon(functional, [p.grad for p in functional], buffers, **settings)
+            muon_torch.muon(functional, [p.grad for p in functional], buffers, lr=settings["lr"],
+                            hyperparameters=Hyperparameters(**{k: settings[k] for k in DEFAULTS}))
     _assert_all_equal(params, functional)
     _assert_all_equal([opt.state[p]["momentum_buffer"] for p in params], buffers)
     assert set(settings) == set(HYPERPARAMETERS)
