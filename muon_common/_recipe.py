@@ -22,7 +22,24 @@ class Recipe:
     Muon takes the hidden matrices; AdamW takes every parameter that is not a matrix and
     every matrix whose name contains one of ``adamw`` (embeddings, output head). Both
     parts follow one warmup–stable–decay schedule (:func:`wsd_phases`) scaled to their
-    own peak learning rate.
+    own peak learning rate. ``adjust_lr="match_rms_adamw"`` and the decoupled weight decay
+    are Moonlight's, ``method="polar_express"`` is the Polar Express iteration and
+    ``neuron_norm=True`` is NorMuon.
+
+    Examples:
+      >>> RECIPE.method, RECIPE.adjust_lr, RECIPE.neuron_norm
+      ('polar_express', 'match_rms_adamw', True)
+      >>> RECIPE.peak_lrs()  # (Muon part, AdamW part)
+      (0.01, 0.01)
+      >>> Recipe(beta=0.95).muon_options()["beta"]
+      0.95
+
+    References:
+      - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      - Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+      - Amsel et al., "The Polar Express: Optimal Matrix Sign Methods and Their Application to
+        the Muon Algorithm", arXiv:2505.16932, 2025.
+      - Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
     """
 
     lr: float = 0.01  # peak lr of the Muon part (AdamW-sized steps: adjust_lr="match_rms_adamw")
@@ -51,12 +68,38 @@ class Recipe:
                 "method": self.method, "adjust_lr": self.adjust_lr, "neuron_norm": self.neuron_norm}
 
 
-#: The recommended configuration.
+# (No colon on the first line: napoleon reads a data comment's "X: Y" there as type X.)
+#: The recommended configuration, the :class:`Recipe` that ``muon_torch.recommended`` and
+#: ``muon_jax.recommended`` read.
+#:
+#: Examples:
+#:   >>> RECIPE.lr, RECIPE.beta, RECIPE.weight_decay
+#:   (0.01, 0.9, 0.1)
+#:   >>> RECIPE.adamw  # matrices whose names contain one of these go to AdamW
+#:   ('embed', 'head')
+#:
+#: References:
+#:   - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+#:   - Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+#:   - Amsel et al., "The Polar Express: Optimal Matrix Sign Methods and Their Application to
+#:     the Muon Algorithm", arXiv:2505.16932, 2025.
+#:   - Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
 RECIPE = Recipe()
 
 
 class WSDPhases(NamedTuple):
-    """Step counts of a warmup–stable–decay schedule; they add up to the total."""
+    """Step counts of a warmup–stable–decay schedule; they add up to the total.
+
+    Examples:
+      >>> phases = wsd_phases(1000)
+      >>> phases
+      WSDPhases(warmup=50, stable=450, decay=500)
+      >>> sum(phases)
+      1000
+
+    References:
+      - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    """
 
     warmup: int
     stable: int
@@ -86,8 +129,14 @@ def wsd_phases(total_steps: int, warmup_fraction: float | None = None,
     is a linear decay from the end of warmup). ``None`` takes the fraction from
     :data:`RECIPE`.
 
-    >>> wsd_phases(100, 0.05, 0.5)
-    WSDPhases(warmup=5, stable=45, decay=50)
+    Examples:
+      >>> wsd_phases(100, 0.05, 0.5)
+      WSDPhases(warmup=5, stable=45, decay=50)
+      >>> wsd_phases(10, decay_fraction=1.0)  # warmup, then a linear decay to zero
+      WSDPhases(warmup=1, stable=0, decay=9)
+
+    References:
+      - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
     warmup_fraction = RECIPE.warmup_fraction if warmup_fraction is None else warmup_fraction
     decay_fraction = RECIPE.decay_fraction if decay_fraction is None else decay_fraction
@@ -105,7 +154,16 @@ def wsd_phases(total_steps: int, warmup_fraction: float | None = None,
 
 class WSDSegment(NamedTuple):
     """One linear piece of the schedule: from step ``start``, the factor goes from ``init`` to
-    ``end`` over ``transition`` steps (``transition == 0``: it stays at ``init``)."""
+    ``end`` over ``transition`` steps (``transition == 0``: it stays at ``init``).
+
+    Examples:
+      >>> warmup = wsd_segments(100, 0.05, 0.5)[0]
+      >>> warmup.start, warmup.init, warmup.end, warmup.transition
+      (0, 0.2, 1.0, 4)
+
+    References:
+      - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    """
 
     start: int
     init: float
@@ -118,11 +176,15 @@ def wsd_segments(total_steps: int, warmup_fraction: float | None = None,
     """:func:`wsd_phases` as the linear pieces that each twin builds from its library's schedules
     (``LinearLR``/``ConstantLR`` in torch, ``linear_schedule``/``constant_schedule`` in optax).
 
-    >>> for segment in wsd_segments(100, 0.05, 0.5):
-    ...     print(segment)
-    WSDSegment(start=0, init=0.2, end=1.0, transition=4)
-    WSDSegment(start=5, init=1.0, end=1.0, transition=0)
-    WSDSegment(start=50, init=1.0, end=0.0, transition=50)
+    Examples:
+      >>> for segment in wsd_segments(100, 0.05, 0.5):
+      ...     print(segment)
+      WSDSegment(start=0, init=0.2, end=1.0, transition=4)
+      WSDSegment(start=5, init=1.0, end=1.0, transition=0)
+      WSDSegment(start=50, init=1.0, end=0.0, transition=50)
+
+    References:
+      - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
     warmup, stable, decay = wsd_phases(total_steps, warmup_fraction, decay_fraction)
     segments = []

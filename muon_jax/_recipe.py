@@ -27,9 +27,13 @@ def warmup_stable_decay(
     update). ``optax.join_schedules`` over ``optax.linear_schedule`` and
     ``optax.constant_schedule``; the twin of :func:`muon_torch.warmup_stable_decay`.
 
-    >>> schedule = warmup_stable_decay(1.0, total_steps=10, warmup_fraction=0.2, decay_fraction=0.5)
-    >>> [round(float(schedule(t)), 2) for t in range(10)]
-    [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]
+    Examples:
+      >>> schedule = warmup_stable_decay(1.0, total_steps=10, warmup_fraction=0.2, decay_fraction=0.5)
+      >>> [round(float(schedule(t)), 2) for t in range(10)]
+      [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]
+
+    References:
+      - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
     segments = wsd_segments(total_steps, warmup_fraction, decay_fraction)
     schedules = [optax.linear_schedule(peak_value * s.init, peak_value * s.end, s.transition) if s.transition
@@ -62,11 +66,22 @@ def recommended(
     :func:`scale_by_muon`); ``muon_overrides`` replace recipe options. The twin of
     :func:`muon_torch.recommended`.
 
-    >>> import jax.numpy as jnp
-    >>> params = {"embed": jnp.ones((10, 4)), "hidden": jnp.ones((4, 4)), "bias": jnp.zeros(4)}
-    >>> tx = recommended(total_steps=100)
-    >>> state = tx.init(params)
-    >>> updates, state = tx.update(params, state, params)
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> params = {"embed": jnp.ones((10, 4)), "hidden": jnp.ones((4, 4)), "bias": jnp.zeros(4)}
+      >>> tx = recommended(total_steps=100)
+      >>> state = tx.init(params)
+      >>> grads = jax.tree.map(jnp.ones_like, params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> round(float(updates["bias"][0]), 6)  # AdamW's first step: the lr at step 0, 0.01 / 5
+      -0.002
+
+    References:
+      - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      - Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+      - Amsel et al., "The Polar Express: Optimal Matrix Sign Methods and Their Application to
+        the Muon Algorithm", arXiv:2505.16932, 2025.
+      - Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
     """
     lr, adamw_lr = RECIPE.peak_lrs(learning_rate, adamw_lr)
     options = {**RECIPE.muon_options(), **muon_overrides}

@@ -30,12 +30,20 @@ def warmup_stable_decay(
     ``SequentialLR``; call ``scheduler.step()`` after each ``optimizer.step()``.
     The twin of :func:`muon_jax.warmup_stable_decay`.
 
-    Example::
+    Examples:
+      >>> import torch, muon_torch
+      >>> model = torch.nn.Linear(4, 4, bias=False)
+      >>> opt = muon_torch.Muon(model.parameters(), lr=1.0)
+      >>> sched = warmup_stable_decay(opt, total_steps=10, warmup_fraction=0.2, decay_fraction=0.5)
+      >>> lrs = []
+      >>> for _ in range(10):  # in training: loss.backward() before each step
+      ...     lrs.append(round(opt.param_groups[0]["lr"], 2))
+      ...     opt.step(); opt.zero_grad(); sched.step()
+      >>> lrs
+      [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]
 
-        opt = muon_torch.Muon(model.parameters(), lr=0.02)
-        sched = muon_torch.warmup_stable_decay(opt, total_steps=1000)
-        for batch in batches:
-            loss(batch).backward(); opt.step(); opt.zero_grad(); sched.step()
+    References:
+      - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
     segments = wsd_segments(total_steps, warmup_fraction, decay_fraction)
     schedulers: list[LRScheduler] = [
@@ -67,11 +75,24 @@ def recommended(
     ``adamw_lr=None`` is ``lr * RECIPE.adamw_lr_ratio``. ``muon_overrides`` replace
     recipe options (e.g. ``beta=0.95``). The twin of :func:`muon_jax.recommended`.
 
-    Example::
+    Examples:
+      >>> import torch
+      >>> model = torch.nn.ModuleDict({"embed": torch.nn.Embedding(10, 4), "hidden": torch.nn.Linear(4, 4),
+      ...                              "head": torch.nn.Linear(4, 10)})
+      >>> opt, sched = recommended(model, total_steps=100)
+      >>> [(group["algorithm"], len(group["params"]), group["lr"]) for group in opt.param_groups]
+      [('muon', 1, 0.002), ('adamw', 4, 0.002)]
 
-        opt, sched = muon_torch.recommended(model, total_steps=1000)
-        for batch in batches:
-            loss(batch).backward(); opt.step(); opt.zero_grad(); sched.step()
+      Muon takes ``hidden.weight``; AdamW the embedding, the head and the biases, both at
+      the peak lr ``RECIPE.lr = 0.01`` times the warmup's first factor ``1/5``. In training,
+      call ``loss.backward(); opt.step(); opt.zero_grad(); sched.step()`` for each batch.
+
+    References:
+      - Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      - Liu et al., "Muon is Scalable for LLM Training" (Moonlight), arXiv:2502.16982, 2025.
+      - Amsel et al., "The Polar Express: Optimal Matrix Sign Methods and Their Application to
+        the Muon Algorithm", arXiv:2505.16932, 2025.
+      - Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
     """
     lr, adamw_lr = RECIPE.peak_lrs(lr, adamw_lr)
     options = {**RECIPE.muon_options(), **muon_overrides}
