@@ -26,17 +26,7 @@ MODULES = [
     "muon_torch.optimizer",
 ]
 
-# Phase 1 of issue 13: modules being refactored whose docstrings have no examples yet.
-# Strict: remove a module from here once it has examples.
-PENDING = {"muon_common._spec", "muon_jax._orthogonalize", "muon_torch._orthogonalize", "muon_torch.optimizer"}
-
-
-def _params() -> list:
-    mark = pytest.mark.xfail(strict=True, reason="phase 1: no examples yet")
-    return [pytest.param(name, marks=mark if name in PENDING else ()) for name in MODULES]
-
-
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     module = importlib.import_module(name)
     # doctest finds docstrings; the examples in data's "#:" comments join through __test__.
