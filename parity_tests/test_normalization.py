@@ -85,7 +85,8 @@ def _fro_rel(a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(ref))
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("dtype", [pytest.param(np.float64, marks=pytest.mark.x64), np.float32],
+                         ids=["float64", "float32"])
 @pytest.mark.parametrize(("shape", "method", "iters"), list(itertools.product(SHAPES, METHODS, ITERS)),
                          ids=lambda x: str(x))
 def test_aol_matches_oracle(dtype: Any, shape: tuple[int, ...], method: str, iters: int) -> None:
@@ -136,10 +137,11 @@ def _degenerate(name: str) -> np.ndarray:
 
 DEGENERATE = ["zero", "rank1", "rank3", "zero_rows", "zero_cols_tall", "huge", "huge_zero_rows", "tiny"]
 CONFIGS = {"float64": (np.float64, None), "float32": (np.float32, None), "bfloat16": (np.float32, "bfloat16")}
+CONFIG_PARAMS = [pytest.param(c, marks=pytest.mark.x64) if c == "float64" else c for c in CONFIGS]
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("config", CONFIG_PARAMS)
 @pytest.mark.parametrize("case", DEGENERATE)
 def test_aol_is_finite_on_degenerate_inputs(case: str, config: str, method: str) -> None:
     dtype, compute = CONFIGS[config]
@@ -165,7 +167,9 @@ def _start(newton_schulz: Callable[..., Any], G: np.ndarray, norm_scale: float) 
     return np.asarray(out)
 
 
-@pytest.mark.parametrize("newton_schulz", [torch_orth.newton_schulz, jax_orth.newton_schulz], ids=["torch", "jax"])
+@pytest.mark.parametrize("newton_schulz", [torch_orth.newton_schulz,  # float64 inputs, bound to 1e-12:
+                                           pytest.param(jax_orth.newton_schulz, marks=pytest.mark.x64)],
+                         ids=["torch", "jax"])
 @pytest.mark.parametrize("norm_scale", [1.0, 1.01])
 def test_aol_start_has_spectral_norm_at_most_one(newton_schulz: Callable[..., Any], norm_scale: float) -> None:
     rng = np.random.default_rng(3)
@@ -189,6 +193,7 @@ def _polar(X: np.ndarray) -> np.ndarray:
     return U @ Vh
 
 
+@pytest.mark.x64  # float64, to 1e-10
 @pytest.mark.parametrize("shape", [(8, 20), (20, 8)])
 def test_aol_tends_to_the_polar_factor_of_the_rescaled_matrix(shape: tuple[int, int]) -> None:
     """What the docstring says: the limit is polar(D X) on the small side, not polar(G)."""
@@ -204,6 +209,7 @@ def test_aol_tends_to_the_polar_factor_of_the_rescaled_matrix(shape: tuple[int, 
         assert np.max(np.abs(out - _polar(G))) >= 1e-2
 
 
+@pytest.mark.x64  # float64 inputs, as torch gets them
 def test_frobenius_is_the_default() -> None:
     G = np.random.default_rng(5).standard_normal((8, 20))
     default = _twins(G, "polar_express", 3, normalization="frobenius")
@@ -214,6 +220,7 @@ def test_frobenius_is_the_default() -> None:
     assert np.max(np.abs(default[0] - _twins(G, "polar_express", 3)[0])) > 1e-3
 
 
+@pytest.mark.x64  # float64, to 1e-13
 def test_aol_under_jit_matches_eager() -> None:
     G = jnp.asarray(np.random.default_rng(6).standard_normal((3, 6, 10)))
     fn = functools.partial(muon_jax.orthogonalize, method="quintic", ns_iters=4, normalization="aol")

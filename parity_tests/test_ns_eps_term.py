@@ -27,6 +27,7 @@ SCALES = [1e-3, 1e-1, 1.0, 10.0]
 ITERS = [1, 3, 5, 8]
 
 
+@pytest.mark.x64  # float64 against the float64 reference
 @pytest.mark.parametrize("shape,scale,iters", list(itertools.product(SHAPES, SCALES, ITERS)))
 def test_ns_matches_reference_up_to_the_eps_term(shape: tuple[int, int], scale: float, iters: int) -> None:
     eps = 1e-8

@@ -50,7 +50,8 @@ TOL = {np.float64: 1e-12, np.float32: 1e-5}
 # accumulate each step in float32 and round once). Bounds keep ~5x room.
 TOL_BF16_ORACLE = 4e-3
 TOL_BF16_TWINS = 5e-4
-DTYPES = [(np.float64, 1e-16), (np.float32, 1e-8)]  # eps=1e-16 in float64: see test_parity_grid.py
+# eps=1e-16 in float64: see test_parity_grid.py; the float64 case runs JAX with x64 on (conftest.py).
+DTYPES = [pytest.param(np.float64, 1e-16, marks=pytest.mark.x64), (np.float32, 1e-8)]
 
 
 def _run_all(config: dict[str, Any], dtype: Any) -> dict[str, Any]:
@@ -154,6 +155,7 @@ def test_quintic_matches_optax_contrib_newton_schulz(shape: tuple[int, ...]) -> 
         assert np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)) <= 1e-5
 
 
+@pytest.mark.x64  # float64 params in both twins
 def test_adamw_part_takes_its_own_lr_betas_and_weight_decay_under_the_same_names() -> None:
     """``adamw_lr``, ``adamw_betas``, ``adamw_weight_decay``: the same names and numbers in both twins."""
     own: dict[str, Any] = dict(adamw_lr=0.003, adamw_betas=(0.8, 0.95), adamw_weight_decay=0.05)

@@ -61,6 +61,7 @@ def _check(results: dict[str, Any], tol: float) -> None:
                 assert err <= tol, f"{a} vs {b}: {what} differ by {err:.3g} (> {tol:g})"
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("index", range(len(CONFIGS)), ids=IDS)
 def test_float64_matches_oracle(index: int) -> None:
     config = {**CONFIGS[index], "eps": EPS_EXACT}
@@ -71,6 +72,7 @@ def test_float64_matches_oracle(index: int) -> None:
     }, TOL_F64)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("index", range(len(CONFIGS)), ids=IDS)
 def test_float64_default_eps(index: int) -> None:
     config = CONFIGS[index]

@@ -120,7 +120,7 @@ def test_recommended_splits_the_same_parameters() -> None:
         assert muon_group[key] == value, key
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype", [pytest.param(np.float64, marks=pytest.mark.x64), np.float32])
 def test_recommended_trains_the_same_in_both_twins(dtype: Any) -> None:
     """A whole 20-step run (warmup 1, decay 10) of both twins from the same weights and gradients."""
     total, lr, adamw_lr = 20, 0.02, 0.005
@@ -150,6 +150,7 @@ def test_recommended_trains_the_same_in_both_twins(dtype: Any) -> None:
     assert opt.param_groups[0]["lr"] == 0.0  # the schedule ran to its end: lr 0 after the last step
 
 
+@pytest.mark.x64  # float64 params
 def test_jax_recommended_takes_a_traced_peak_lr() -> None:
     """``muon_jax.recommended`` under ``jit`` with the peak lr as an argument equals the float one."""
     params = {"embed": jnp.ones((10, 4)), "hidden": jnp.asarray(np.random.default_rng(0).standard_normal((4, 4))),

@@ -29,6 +29,8 @@ from parity_tests.harness import LR, SHAPES, make_grads, make_params, max_rel_er
 NAMED_METHODS = list(METHODS)
 #: CI runs a bounded number of cases; set MUON_HYPOTHESIS_EXAMPLES for a longer run.
 EXAMPLES = int(os.environ.get("MUON_HYPOTHESIS_EXAMPLES", "60"))
+#: (dtype, eps, tol) as in test_parity_grid.py; the float64 case runs JAX with x64 on (conftest.py).
+DTYPES = [pytest.param(np.float64, 1e-16, 1e-12, marks=pytest.mark.x64), (np.float32, 1e-8, 1e-5)]
 
 
 def _both(G: np.ndarray, dtype: str, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +102,7 @@ def _nonfinite_grads() -> list[dict[str, np.ndarray]]:
 
 
 @pytest.mark.parametrize("method", ["ns", "polar_express"])
-@pytest.mark.parametrize("dtype,eps,tol", [(np.float64, 1e-16, 1e-12), (np.float32, 1e-8, 1e-5)],
-                         ids=["float64", "float32"])
+@pytest.mark.parametrize("dtype,eps,tol", DTYPES, ids=["float64", "float32"])
 def test_nonfinite_gradients_skip_the_parameter(method: str, dtype: Any, eps: float, tol: float) -> None:
     """Tolerances as in test_parity_grid.py (same measured errors: the skipped steps are exact)."""
     config = dict(method=method, eps=eps, beta=0.9, weight_decay=0.1, rms_scale=True, clip_grad_norm=0.5)
@@ -192,8 +193,7 @@ def test_hand_composed_chain_keeps_a_nonfinite_leaf_with_zero_nonfinite_updates(
 ADAMW_NAMES = ("vector", "scalar", "stack3d", "square")  # "square": a matrix sent to AdamW by name
 
 
-@pytest.mark.parametrize("dtype,eps,tol", [(np.float64, 1e-16, 1e-12), (np.float32, 1e-8, 1e-5)],
-                         ids=["float64", "float32"])
+@pytest.mark.parametrize("dtype,eps,tol", DTYPES, ids=["float64", "float32"])
 def test_nonfinite_gradients_skip_adamw_parameters_of_the_hybrid(dtype: Any, eps: float, tol: float) -> None:
     """The promise covers the hybrid's AdamW part: such a parameter keeps its value and both
     moments, counted, while the step count goes on (optax's shared count; torch matches it).

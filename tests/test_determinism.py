@@ -161,8 +161,6 @@ def test_jax_same_seed_same_bits(config: str) -> None:
 
 _SCRIPT = textwrap.dedent("""
     import importlib.util, sys
-    import jax
-    jax.config.update("jax_enable_x64", True)  # as the test session's conftest.py does
     spec = importlib.util.spec_from_file_location("determinism", sys.argv[1])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -3,8 +3,8 @@
 Each example's ``main`` trains with ``muon_*.recommended`` (and its schedule) and with AdamW
 (with the same schedule shape) and returns the training and held-out loss curves; here a
 short run must give finite curves of the right length, write the PNG, and the Muon run must
-lower its held-out loss. The test suite runs JAX with float64 enabled (``conftest.py``); the
-Flax examples must still train in float32.
+lower its held-out loss. The Flax examples train in float32, JAX's default (``conftest.py``
+turns float64 on only for a test that asks for it).
 """
 
 from __future__ import annotations

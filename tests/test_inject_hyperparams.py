@@ -14,6 +14,7 @@ import pytest
 import muon_jax
 
 
+@pytest.mark.x64  # float64 params and hyperparameters: exact to 1e-12
 @pytest.mark.parametrize("factory", [muon_jax.muon, muon_jax.muon_with_adamw])
 def test_inject_hyperparams_matches_and_changes_under_jit(factory: Any) -> None:
     """``optax.inject_hyperparams`` works over the transformations, and the lr and the weight
@@ -40,6 +41,7 @@ def test_inject_hyperparams_matches_and_changes_under_jit(factory: Any) -> None:
                                 atol=1e-15)
 
 
+@pytest.mark.x64
 def test_inject_hyperparams_over_scale_by_muon_and_its_checks() -> None:
     params = {"w": jnp.ones((4, 3))}
     tx = optax.inject_hyperparams(muon_jax.scale_by_muon)(beta=0.95)
@@ -57,6 +59,7 @@ def test_inject_hyperparams_over_scale_by_muon_and_its_checks() -> None:
     jax.jit(static.update)(params, static.init(params), params)
 
 
+@pytest.mark.x64
 def test_inject_hyperparams_with_neuron_norm() -> None:
     """``neuron_beta2`` is injected (an array, traced under jit) and equals the plain run; the
     flag ``neuron_norm`` stays static (optax does not inject booleans)."""
