@@ -32,15 +32,25 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
     standard one; ``None`` (the optimizers' choice) takes the cheaper for this shape
     (``muon_common.use_gram``). Both give the same result up to rounding. Each standard step
     is two fused ``baddbmm`` calls (one rounding each, also in bfloat16).
+
+    Eager, the large intermediates are written in place or into tensors reused from step to
+    step (on a CPU a fresh 24 MB tensor cost more in page faults than a pass over it,
+    measured); the values are bit for bit those of the plain ops. Under ``torch.compile`` the
+    plain ops are traced and the compiler plans the memory.
     """
     rows, cols = G.shape[-2:]
     X = G.reshape(-1, rows, cols)
-    s = X.abs().amax(dim=(-2, -1), keepdim=True)
+    # max|X| from two reductions, without a |X| temporary: the same value (NaN too).
+    s = torch.maximum(X.amax(dim=(-2, -1), keepdim=True), X.amin(dim=(-2, -1), keepdim=True).neg())
     s = torch.where(s > 0, s, torch.ones_like(s))
-    X = X / s
+    scaled = X / s  # a fresh tensor, ours: worked on in place below, and reused for the result
     if normalization == "frobenius":
-        sq = X.square().sum(dim=(-2, -1), keepdim=True)
-        X = X / (torch.sqrt(sq + (cols + 1) * eps / s.square()) * norm_scale)
+        # The squares go in place and X / s is formed again, with its same rounding: cheaper
+        # than a second large temporary.
+        sq = scaled.square_().sum(dim=(-2, -1), keepdim=True)
+        torch.div(X, s, out=scaled)
+        scaled.div_(torch.sqrt(sq + (cols + 1) * eps / s.square()) * norm_scale)
+    X = scaled
     if compute_dtype is not None:
         X = X.to(getattr(torch, compute_dtype))
     transposed = rows > cols
@@ -56,19 +66,50 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
         d = torch.rsqrt(row_sums.clamp_min(torch.finfo(acc).tiny)) / norm_scale
         A = d * S * d.mT
         X = (d * X.to(acc)).to(X.dtype)
-    if gram:
-        X = gram_newton_schulz(X, A, coefficients)
-    else:
-        for a, b, c in coefficients:
-            A = torch.bmm(X, X.mT) if A is None else A.to(X.dtype)
-            if c != 0.0:
-                A = torch.baddbmm(A, A, A, beta=b, alpha=c)
-                b = 1.0
-            X = torch.baddbmm(X, A, X, beta=a, alpha=b)
-            A = None
+    steps = gram_newton_schulz if gram else _standard_steps
+    X = steps(X, A, coefficients, own=True)  # X is ours: G / s, formed above
+    if X.dtype != G.dtype and not torch.compiler.is_compiling():
+        X = scaled.view(X.shape).copy_(X)  # the cast back, into ``scaled`` (no longer read)
     if transposed:
         X = X.mT
     return X.to(G.dtype).reshape(G.shape)
+
+
+def _standard_steps(X: Tensor, A: Tensor | None, coefficients: Sequence[tuple[float, float, float]],
+                    own: bool = False) -> Tensor:
+    """The standard steps on a wide ``X``: ``A = X X^T`` (or the ``A`` passed in, first),
+    ``P = b A + c A^2`` and ``X <- a X + P X``, each fused product rounded once.
+
+    Eager, every product after the first step's is written into the memory of a tensor that
+    an earlier step has done with (``out=``): the previous ``A``, ``P`` and ``X`` (the input
+    ``X`` too, if ``own``: the caller's to overwrite). Compiled, ``out`` stays ``None``.
+    """
+    eager = not torch.compiler.is_compiling()
+    gram_out: Tensor | None = None  # for A
+    poly_out: Tensor | None = None  # for P: never the tensor holding this step's A
+    x_out: Tensor | None = None  # for the next X: never the memory of this X
+    for a, b, c in coefficients:
+        A = torch.bmm(X, X.mT, out=gram_out) if A is None else A.to(X.dtype)
+        P = A
+        if c != 0.0:
+            P = torch.baddbmm(A, A, A, beta=b, alpha=c, out=poly_out)
+            b = 1.0
+        X_next = torch.baddbmm(X, P, X, beta=a, alpha=b, out=x_out)
+        if eager:
+            gram_out = A if gram_out is None else gram_out
+            poly_out = P if P is not A else poly_out
+            x_out = _memory(X) if own else None
+            own = True
+        X, A = X_next, None
+    return X
+
+
+def _memory(X: Tensor) -> Tensor | None:
+    """``X``'s memory as a contiguous tensor of ``X``'s shape, if ``X`` is contiguous or the
+    transpose (``mT``) of a contiguous tensor; else ``None``."""
+    if X.is_contiguous():
+        return X
+    return X.mT.view(X.shape) if X.mT.is_contiguous() else None
 
 
 def _gram_matrix(X: Tensor, acc: torch.dtype) -> Tensor:
@@ -77,26 +118,35 @@ def _gram_matrix(X: Tensor, acc: torch.dtype) -> Tensor:
     return torch.bmm(Xa, Xa.mT)
 
 
-def gram_newton_schulz(X: Tensor, A: Tensor | None, coefficients: Sequence[tuple[float, float, float]]) -> Tensor:
+def gram_newton_schulz(X: Tensor, A: Tensor | None, coefficients: Sequence[tuple[float, float, float]],
+                       own: bool = False) -> Tensor:
     r"""The Newton–Schulz steps on a wide ``X`` (``s x l``, ``s < l``) in Gram form, as
     :func:`muon_common.gram_costs` describes: ``s x s`` matmuls between the first ``A = X X^T``
     (passed in if already formed, in float32 at least; else ``None``) and the final ``Q X``.
+
+    Eager, a ``Q X`` after a restart is written into the memory of the ``X`` that the restart
+    replaced (the input ``X`` only if ``own``: the caller's to overwrite).
     """
+    eager = not torch.compiler.is_compiling()
     acc = torch.promote_types(X.dtype, torch.float32)
-    eye = torch.eye(X.shape[-2], dtype=acc, device=X.device)
     Q: Tensor | None = None
+    spare: Tensor | None = None  # the memory of an X done with, for the next Q X
     last = len(coefficients) - 1
     for k, (a, b, c) in enumerate(coefficients):
         if Q is not None and k % GRAM_RESTART_EVERY == 0:
-            X, Q, A = torch.bmm(Q.to(X.dtype), X), None, None
+            X_next = torch.bmm(Q.to(X.dtype), X, out=spare)
+            spare = _memory(X) if eager and own else None
+            own = True
+            X, Q, A = X_next, None, None
         if A is None:
             A = _gram_matrix(X, acc)
-        P = b * A + a * eye
+        P = b * A
+        P.diagonal(dim1=-2, dim2=-1).add_(a)  # P = b A + a I, without forming I
         if c != 0.0:
-            P = torch.baddbmm(P, A, A, alpha=c)
+            P.baddbmm_(A, A, alpha=c)  # in place: P is no operand
         Q = P if Q is None else torch.bmm(P, Q)
         A = None if k == last or (k + 1) % GRAM_RESTART_EVERY == 0 else torch.bmm(P, torch.bmm(A, P))
-    return X if Q is None else torch.bmm(Q.to(X.dtype), X)
+    return X if Q is None else torch.bmm(Q.to(X.dtype), X, out=spare)
 
 
 def svd_polar(G: Tensor) -> Tensor:
