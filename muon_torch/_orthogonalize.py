@@ -66,8 +66,12 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
         d = torch.rsqrt(row_sums.clamp_min(torch.finfo(acc).tiny)) / norm_scale
         A = d * S * d.mT
         X = (d * X.to(acc)).to(X.dtype)
-    steps = gram_newton_schulz if gram else _standard_steps
-    X = steps(X, A, coefficients, own=True)  # X is ours: G / s, formed above
+    if gram:
+        X = gram_newton_schulz(X, A, coefficients, own=True)  # X is ours: G / s, formed above
+    else:
+        # Cast, X has left ``scaled``: until the result goes there, its memory can hold A and P.
+        spare = scaled if X.dtype != scaled.dtype and not torch.compiler.is_compiling() else None
+        X = _standard_steps(X, A, coefficients, own=True, spare=spare)
     if X.dtype != G.dtype and not torch.compiler.is_compiling():
         X = scaled.view(X.shape).copy_(X)  # the cast back, into ``scaled`` (no longer read)
     if transposed:
@@ -76,17 +80,23 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
 
 
 def _standard_steps(X: Tensor, A: Tensor | None, coefficients: Sequence[tuple[float, float, float]],
-                    own: bool = False) -> Tensor:
+                    own: bool = False, spare: Tensor | None = None) -> Tensor:
     """The standard steps on a wide ``X``: ``A = X X^T`` (or the ``A`` passed in, first),
     ``P = b A + c A^2`` and ``X <- a X + P X``, each fused product rounded once.
 
     Eager, every product after the first step's is written into the memory of a tensor that
     an earlier step has done with (``out=``): the previous ``A``, ``P`` and ``X`` (the input
-    ``X`` too, if ``own``: the caller's to overwrite). Compiled, ``out`` stays ``None``.
+    ``X`` too, if ``own``: the caller's to overwrite); ``A`` and ``P`` go into ``spare`` from
+    the first step if it is large enough (a contiguous tensor of the caller's to overwrite,
+    not ``X``). Compiled, ``out`` stays ``None``.
     """
     eager = not torch.compiler.is_compiling()
     gram_out: Tensor | None = None  # for A
     poly_out: Tensor | None = None  # for P: never the tensor holding this step's A
+    b_, s_ = X.shape[0], X.shape[1]
+    if eager and spare is not None and spare.numel() * spare.element_size() >= 2 * b_ * s_ * s_ * X.element_size():
+        flat = spare.view(-1).view(torch.uint8)[: 2 * b_ * s_ * s_ * X.element_size()].view(X.dtype)
+        gram_out, poly_out = (half.view(b_, s_, s_) for half in flat.chunk(2))
     x_out: Tensor | None = None  # for the next X: never the memory of this X
     for a, b, c in coefficients:
         A = torch.bmm(X, X.mT, out=gram_out) if A is None else A.to(X.dtype)
