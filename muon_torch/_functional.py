@@ -53,6 +53,14 @@ def nonzero_or_one(s: Tensor) -> Tensor:
     return torch.where(s > 0, s, torch.ones_like(s))
 
 
+def all_finite(t: Tensor) -> Tensor:
+    """``torch.isfinite(t).all()`` from ``t``'s largest and smallest elements (a NaN propagates
+    through both): two reads and no temporaries, where ``isfinite(t)`` makes four passes."""
+    if t.numel() == 0:
+        return torch.ones((), dtype=torch.bool, device=t.device)
+    return torch.isfinite(t.amax()) & torch.isfinite(t.amin())
+
+
 def safe_max_abs(t: Tensor) -> Tensor:
     """``max|t|``, or 1 for an all-zero ``t``: dividing by it keeps squares in range."""
     return nonzero_or_one(t.abs().amax())
@@ -148,15 +156,16 @@ def momentum_and_decay(
 
 
 def apply_direction(p: Tensor, direction: Tensor, keep: Tensor, lr: float | Tensor, shape: Sequence[int],
-                    axes: ResolvedAxes | None, adjust_lr: str | None) -> None:
-    """``p -= lr * s * direction`` (``s`` from ``adjust_lr`` for matrices), where ``keep``."""
+                    axes: ResolvedAxes | None, adjust_lr: str | None, scratch: bool = False) -> None:
+    """``p -= lr * s * direction`` (``s`` from ``adjust_lr`` for matrices), where ``keep``;
+    with ``scratch`` (``direction`` is the caller's temporary) the product is formed in it."""
     step = lr
     if axes is not None:
         # Torch layout: rows are the fan-out (``Linear.weight`` is ``(out, in)``).
         rows = math.prod([shape[a] for a in axes.rows])
         cols = math.prod([shape[a] for a in axes.cols])
         step = lr * lr_adjustment(adjust_lr, fan_in=cols, fan_out=rows)
-    p.sub_(direction * (keep * step))
+    p.sub_(direction.mul_(keep * step) if scratch else direction * (keep * step))
 
 
 def local_muon(
@@ -172,7 +181,7 @@ def local_muon(
 ) -> None:
     """:func:`muon_torch.muon` on plain (not sharded) tensors: the step of one process."""
     hp = hyperparameters
-    finite = [torch.isfinite(g).all() for g in grads]
+    finite = [all_finite(g) for g in grads]
     inputs, keep = momentum_and_decay(
         params, grads, momentum_buffers, finite, lr=lr, hyperparameters=hp, nonfinite_steps=nonfinite_steps,
         norms=lambda ms: [robust_norm(m) for m in ms],
@@ -187,7 +196,9 @@ def local_muon(
             directions[i] = neuron_normalise(d, moments[i], keep[i], hp.neuron_beta2, hp.eps, axes[i])  # type: ignore[arg-type]
     for i, (p, m) in enumerate(zip(params, inputs, strict=True)):
         direction = directions[i] if i in directions else (rms_normalise(m, hp.eps) if hp.rms_scale else m)
-        apply_direction(p, direction, keep[i], lr, p.shape, axes[i], hp.adjust_lr)
+        # Directions are fresh tensors, except an unnormalised m (the momentum or its Nesterov mix).
+        apply_direction(p, direction, keep[i], lr, p.shape, axes[i], hp.adjust_lr,
+                        scratch=i in directions or hp.rms_scale)
 
 
 def _select(condition: Tensor, value: float, other: float, like: Tensor) -> Tensor:
