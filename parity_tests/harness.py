@@ -106,12 +106,33 @@ def run_torch(config: dict[str, Any], params: dict[str, np.ndarray], grads: list
     return {k: t.detach().double().numpy() for k, t in p.items()}, momentum
 
 
+#: Hyperparameters that :func:`run_jax` with ``injected`` passes in the state (any number;
+#: ``clip_grad_norm=None`` and the rest stay static, the weight decay too: 0 leaves its term
+#: out of the chain).
+INJECTED = ("beta", "eps", "clip_grad_norm")
+
+
+#: Jitted steps of ``optax.inject_hyperparams(muon_jax.muon)``, one per set of static arguments.
+_INJECTED_STEPS: dict[Any, Callable[..., Any]] = {}
+
+
 def run_jax(config: dict[str, Any], params: dict[str, np.ndarray], grads: list[dict[str, np.ndarray]],
             dtype: np.dtype, tx: optax.GradientTransformation | None = None, jit: bool = True,
-            flax_layout: bool = False) -> Result:
+            flax_layout: bool = False, injected: bool = False) -> Result:
     """Run ``muon_jax.muon`` (or ``tx``); with ``flax_layout`` 2-D params live transposed,
-    as Flax ``(in, out)`` kernels of torch ``(out, in)`` weights, and come back in torch layout."""
-    tx = tx or muon_jax.muon(LR, **hyper(config))
+    as Flax ``(in, out)`` kernels of torch ``(out, in)`` weights, and come back in torch layout.
+
+    With ``injected``, ``muon_jax.muon`` runs under ``optax.inject_hyperparams`` with the
+    :data:`INJECTED` hyperparameters in its state (jitted): the same function of traced values,
+    compiled once for every config that differs only in them.
+    """
+    kwargs = hyper(config)
+    if injected:
+        numeric = tuple(k for k in INJECTED if kwargs.get(k) is not None)
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in numeric))
+        tx = optax.inject_hyperparams(muon_jax.muon, static_args=tuple(k for k, _ in static))(
+            learning_rate=LR, **kwargs)
+    tx = tx or muon_jax.muon(LR, **kwargs)
 
     def layout(tree: dict[str, Any]) -> dict[str, Any]:
         return {k: (v.T if flax_layout and v.ndim == 2 else v) for k, v in tree.items()}
@@ -124,6 +145,10 @@ def run_jax(config: dict[str, Any], params: dict[str, np.ndarray], grads: list[d
         return optax.apply_updates(p, updates), state
 
     step_fn = jax.jit(step) if jit else step
+    if injected:
+        # The numeric hyperparameters are read from the state: the first config's step serves
+        # every config with the same static arguments (one compilation).
+        step_fn = _INJECTED_STEPS.setdefault((static, numeric), step_fn)
     for g in grads:
         p, state = step_fn(p, state, {k: jnp.asarray(v, dtype=dtype) for k, v in layout(g).items()})
     states = (muon_jax.ScaleByMuonState, muon_jax.ScaleByNorMuonState)

@@ -1,9 +1,11 @@
 """Run by test_sharding_jax.py in a fresh process with N simulated CPU devices.
 
-Usage: ``XLA_FLAGS=--xla_force_host_platform_device_count=N python -m parity_tests.sharded_jax_check N [neuron_norm]``.
-Prints one JSON line: per-leaf error against the single-device run, whether the params'
-shardings are kept on the momentum and the params, and the collectives touching the
-layer-sharded stack.
+Usage: ``XLA_FLAGS=--xla_force_host_platform_device_count=N python -m parity_tests.sharded_jax_check N VARIANT...``
+with each VARIANT ``muon`` or ``neuron_norm`` (NorMuon). Prints one JSON line per variant, in
+order: per-leaf error against the single-device run, whether the params' shardings are kept
+on the momentum and the params, and the collectives touching the layer-sharded stack.
+The variants share the process (JAX's start-up), nothing else: each builds its own
+transformation and ``jax.jit``.
 """
 
 from __future__ import annotations
@@ -61,9 +63,12 @@ def main(devices: int, neuron_norm: bool) -> None:
                              hlo.as_text())
     stack_dims = {"36", "44"}  # sizes no other leaf (or shard of one) has
     stack_collectives = [c for c in collectives if stack_dims & set(re.findall(r"\d+", c.split("{")[0]))]
-    print(json.dumps({"err": err, "kept": kept, "stack_collectives": stack_collectives,
-                      "collectives": len(collectives)}))
+    print(json.dumps({"variant": "neuron_norm" if neuron_norm else "muon", "err": err, "kept": kept,
+                      "stack_collectives": stack_collectives, "collectives": len(collectives)}), flush=True)
 
+
+VARIANTS = {"muon": False, "neuron_norm": True}
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2:] == ["neuron_norm"])
+    for variant in sys.argv[2:]:
+        main(int(sys.argv[1]), VARIANTS[variant])

@@ -8,6 +8,7 @@ compared with 20 steps in the second twin alone, from the same start and gradien
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -70,17 +71,25 @@ class TorchRun:
         return {k: p.detach().double().numpy() for k, p in self.params.items()}
 
 
+@functools.cache
+def _transformation(config: tuple[tuple[str, Any], ...]) -> tuple[optax.GradientTransformation, Any]:
+    """``muon_jax.muon`` with ``config`` and its jitted step, shared by every :class:`JaxRun` of the
+    configuration (a test runs three or four of them: compiled once, not once each)."""
+    tx = muon_jax.muon(LR, **dict(config))
+
+    def update(params: Any, state: Any, grads: Any) -> tuple[Any, Any]:
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return tx, jax.jit(update)
+
+
 class JaxRun:
     def __init__(self, params: dict[str, np.ndarray], dtype: Any, config: dict[str, Any]) -> None:
         self.dtype = dtype
         self.params = jax.tree.map(lambda v: jnp.asarray(v, dtype), _to_flax(params))
-        self.tx = muon_jax.muon(LR, **config)
+        self.tx, self._step = _transformation(tuple(sorted(config.items())))
         self.state = self.tx.init(self.params)
-        self._step = jax.jit(self._update)
-
-    def _update(self, params: Any, state: Any, grads: Any) -> tuple[Any, Any]:
-        updates, state = self.tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         g = jax.tree.map(lambda v: jnp.asarray(v, self.dtype), _to_flax(grads))

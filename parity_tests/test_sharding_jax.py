@@ -1,17 +1,21 @@
 """muon_jax under jax.jit with params and state sharded on a Mesh (simulated CPU devices).
 
-Each case runs parity_tests/sharded_jax_check.py in a fresh process (the device count is
-fixed when JAX starts) with a (fsdp, tp) mesh: matrices sharded on both axes, a stack of
-layers sharded along the layer axis, a bias and a scalar.
+parity_tests/sharded_jax_check.py runs in a fresh process per device count (the count is
+fixed when JAX starts), with a (fsdp, tp) mesh: matrices sharded on both axes, a stack of
+layers sharded along the layer axis, a bias and a scalar. One process checks both variants
+(Muon, NorMuon) of its device count, each with its own transformation and jit; each case
+below reads its variant's line.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,18 +23,26 @@ ROOT = Path(__file__).resolve().parents[1]
 # fp32 parity bound (test_parity_grid.py). Measured: 1.2e-7 (8 devices), 1.0e-7 (4 devices):
 # the partitioned matmuls sum in another order than the single-device ones.
 TOL_F32 = 1e-5
+VARIANTS = ("muon", "neuron_norm")
 
 
-@pytest.mark.parametrize("neuron_norm", [False, True], ids=["muon", "neuron_norm"])
-@pytest.mark.parametrize("devices", [4, 8])
-def test_sharded_update_matches_single_device(devices: int, neuron_norm: bool) -> None:
+@functools.cache
+def _run_check(devices: int) -> dict[str, Any]:
+    """One process with ``devices`` simulated devices checks every variant: variant -> its result."""
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "JAX_PLATFORMS": "cpu"}
-    args = [str(devices)] + (["neuron_norm"] if neuron_norm else [])
-    out = subprocess.run([sys.executable, "-m", "parity_tests.sharded_jax_check", *args], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "parity_tests.sharded_jax_check", str(devices), *VARIANTS],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["variant"] for r in results] == list(VARIANTS), out.stdout[-3000:]
+    return {r["variant"]: r for r in results}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("devices", [4, 8])
+def test_sharded_update_matches_single_device(devices: int, variant: str) -> None:
+    result = _run_check(devices)[variant]
     assert max(result["err"].values()) <= TOL_F32, result["err"]
     # The momentum and the new params keep the params' shardings: no silent replication.
     assert all(result["kept"].values()), result["kept"]
