@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -29,6 +30,10 @@ from parity_tests.harness import LR, SHAPES, make_grads, make_params, max_rel_er
 NAMED_METHODS = list(METHODS)
 #: CI runs a bounded number of cases; set MUON_HYPOTHESIS_EXAMPLES for a longer run.
 EXAMPLES = int(os.environ.get("MUON_HYPOTHESIS_EXAMPLES", "60"))
+#: Matrix sides the property tests draw: 1 x n, n x 1, square, tall and wide up to 12 x 1, from
+#: few enough shapes that JAX's eager ops compile for most examples' shapes once (measured:
+#: test_property_twins_agree 7.8 s -> 4.4 s against sides 2..12).
+SIDES = (1, 2, 3, 5, 8, 12)
 #: (dtype, eps, tol) as in test_parity_grid.py; the float64 case runs JAX with x64 on (conftest.py).
 DTYPES = [pytest.param(np.float64, 1e-16, 1e-12, marks=pytest.mark.x64), (np.float32, 1e-8, 1e-5)]
 
@@ -62,7 +67,7 @@ def test_extremes_stay_finite(method: str, dtype: str) -> None:
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
 @given(
-    rows=st.integers(1, 12), cols=st.integers(1, 12), log_scale=st.floats(-30, 30),
+    rows=st.sampled_from(SIDES), cols=st.sampled_from(SIDES), log_scale=st.floats(-30, 30),
     method=st.sampled_from(NAMED_METHODS), iters=st.integers(1, 100), kind=st.sampled_from(["gauss", "rank1"]),
     dtype=st.sampled_from(["float32", "bfloat16"]), seed=st.integers(0, 2**16),
 )
@@ -75,7 +80,7 @@ def test_property_finite(rows: int, cols: int, log_scale: float, method: str, it
 
 @settings(max_examples=max(EXAMPLES * 2 // 3, 1), deadline=None, derandomize=True)
 @given(
-    rows=st.integers(2, 12), cols=st.integers(2, 12), log_scale=st.floats(-30, 30),
+    rows=st.sampled_from(SIDES[1:]), cols=st.sampled_from(SIDES[1:]), log_scale=st.floats(-30, 30),
     method=st.sampled_from(NAMED_METHODS), iters=st.integers(1, 8), seed=st.integers(0, 2**16),
 )
 def test_property_twins_agree(rows: int, cols: int, log_scale: float, method: str, iters: int, seed: int) -> None:
@@ -114,11 +119,12 @@ def test_nonfinite_gradients_skip_the_parameter(method: str, dtype: Any, eps: fl
     tx = muon_jax.muon(LR, **config)
     jax_params = {k: jnp.asarray(v, dtype=dtype) for k, v in params.items()}
     state = tx.init(jax_params)
+    update = jax.jit(tx.update)  # as a training step runs it (eager agrees: test_jax_transform.py)
     for g in grads:
         for k, p in torch_params.items():
             p.grad = torch.tensor(g[k], dtype=p.dtype)
         opt.step()
-        updates, state = tx.update({k: jnp.asarray(v, dtype=dtype) for k, v in g.items()}, state, jax_params)
+        updates, state = update({k: jnp.asarray(v, dtype=dtype) for k, v in g.items()}, state, jax_params)
         jax_params = {k: jax_params[k] + updates[k] for k in jax_params}
     results = {
         "torch": ({k: p.detach().double().numpy() for k, p in torch_params.items()},
@@ -214,11 +220,12 @@ def test_nonfinite_gradients_skip_adamw_parameters_of_the_hybrid(dtype: Any, eps
     tx = muon_jax.muon_with_adamw(LR, adamw_lr=0.01, adamw_betas=(0.9, 0.95), adamw=("square",), **config)
     jp = {k: jnp.asarray(v, dtype) for k, v in params.items()}
     state = tx.init(jp)
+    update = jax.jit(tx.update)
     for g in grads:
         for k, p in tp.items():
             p.grad = torch.tensor(g[k], dtype=tdtype)
         opt.step()
-        updates, state = tx.update({k: jnp.asarray(v, dtype) for k, v in g.items()}, state, jp)
+        updates, state = update({k: jnp.asarray(v, dtype) for k, v in g.items()}, state, jp)
         jp = optax.apply_updates(jp, updates)
     results = {"torch": {k: p.detach().double().numpy() for k, p in tp.items()},
                "jax": {k: np.asarray(v, np.float64) for k, v in jp.items()}}
@@ -233,5 +240,5 @@ def test_nonfinite_gradients_skip_adamw_parameters_of_the_hybrid(dtype: Any, eps
     plain = muon_jax.muon_with_adamw(LR, adamw_lr=0.01, adamw_betas=(0.9, 0.95), adamw=("square",),
                                      skip_nonfinite_adamw=False, **config)
     p0 = {k: jnp.asarray(v, dtype) for k, v in params.items()}
-    updates, _ = plain.update({k: jnp.asarray(v, dtype) for k, v in grads[5].items()}, plain.init(p0), p0)
+    updates, _ = jax.jit(plain.update)({k: jnp.asarray(v, dtype) for k, v in grads[5].items()}, plain.init(p0), p0)
     assert not np.all(np.isfinite(np.asarray(updates["vector"])))
