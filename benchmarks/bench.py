@@ -104,31 +104,54 @@ class Config:
     slow_s: float  # a warm-up longer than this is the only sample
 
 
-def measure(fn: Callable[[], Any], cfg: Config, sync: Callable[[Any], Any] | None = None) -> Timing:
-    """Warm up once, then the median of ``n`` calls, ``1 <= n <= cfg.repeats``.
+Sync = Callable[[Any], Any] | None
 
-    ``n`` is chosen so the timed calls take about ``cfg.budget_s``, at least 3 when
-    that fits. A case whose warm-up call alone takes more than ``cfg.slow_s`` is timed
-    by that call only (the JAX functions are compiled beforehand, so it is a plain run).
-    ``sync(out)`` waits for the work of a call that returned ``out`` (``jax_sync``, or
-    :meth:`Place.sync` for torch); it also runs, with ``None``, before the clock starts, so
-    no call is charged for work queued before it (on CUDA).
+
+def measure_many(calls: Sequence[tuple[Callable[[], Any], Sync]], cfg: Config) -> list[Timing]:
+    """Time calls that are compared with each other, interleaved: one warm-up call each, then
+    ``n`` rounds in which every call runs once (each round starting one call later), and the
+    median of its ``n`` times per call, ``1 <= n <= cfg.repeats``.
+
+    Interleaving puts a change in the machine's speed during the run (other load, clock
+    changes) on every compared call alike; timed one after the other, whole cases fell in
+    faster or slower stretches (the same computation read 235 ms in one section and 429 ms in
+    another of one run, measured). ``n`` is chosen so the rounds take about ``cfg.budget_s``
+    per call, at least 3 when that fits. A call whose warm-up alone takes more than
+    ``cfg.slow_s`` is timed by that call only (the JAX functions are compiled beforehand, so it
+    is a plain run) and sits the rounds out. ``sync(out)`` waits for the work of a call that
+    returned ``out`` (``jax_sync``, or :meth:`Place.sync` for torch); it also runs, with
+    ``None``, before the clock starts, so no call is charged for work queued before it (on CUDA).
     """
 
-    def call() -> float:
-        if sync is not None:
-            sync(None)
-        start = time.perf_counter()
-        out = fn()
-        if sync is not None:
-            sync(out)
-        return time.perf_counter() - start
+    def timer(fn: Callable[[], Any], sync: Sync) -> Callable[[], float]:
+        def call() -> float:
+            if sync is not None:
+                sync(None)
+            start = time.perf_counter()
+            out = fn()
+            if sync is not None:
+                sync(out)
+            return time.perf_counter() - start
 
-    first = call()
-    if first > cfg.slow_s:
-        return Timing(first, 1, warm_only=True)
-    n = max(1, min(cfg.repeats, int(cfg.budget_s / max(first, 1e-6))))
-    return Timing(statistics.median(call() for _ in range(n)), n)
+        return call
+
+    timers = [timer(fn, sync) for fn, sync in calls]
+    first = [call() for call in timers]
+    rounds = [i for i, t in enumerate(first) if t <= cfg.slow_s]
+    n = 0
+    if rounds:
+        n = max(1, min(cfg.repeats, int(cfg.budget_s * len(rounds) / max(sum(first[i] for i in rounds), 1e-6))))
+    samples: dict[int, list[float]] = {i: [] for i in rounds}
+    for r in range(n):
+        for i in rounds[r % len(rounds):] + rounds[:r % len(rounds)]:
+            samples[i].append(timers[i]())
+    return [Timing(statistics.median(samples[i]), n) if i in samples else Timing(first[i], 1, warm_only=True)
+            for i in range(len(calls))]
+
+
+def measure(fn: Callable[[], Any], cfg: Config, sync: Sync = None) -> Timing:
+    """:func:`measure_many` of one call."""
+    return measure_many([(fn, sync)], cfg)[0]
 
 
 def jax_sync(out: Any) -> Any:
@@ -362,8 +385,8 @@ def section_orthogonalize(shapes: Sequence[tuple[int, ...]], cfg: Config, ceilin
         rows = []
         ref_time: dict[str, float] = {}
         with torch.no_grad():
-            for label, fw, call, flops, is_jax in cases:
-                t = measure(call, cfg, jax_sync if is_jax else place.sync)
+            timings = measure_many([(call, jax_sync if is_jax else place.sync) for _, _, call, _, is_jax in cases], cfg)
+            for (label, fw, _, flops, _), t in zip(cases, timings, strict=True):
                 if label == "reference formulation":
                     ref_time[fw] = t.seconds
                 ratio = fmt_ratio(t.seconds / ref_time[fw])
@@ -392,15 +415,16 @@ def section_gram(shapes: Sequence[tuple[int, ...]], cfg: Config, place: Place) -
             standard_count, gram_count = gram_costs(m, n, coefficients)
             chosen = "Gram" if use_gram(m, n, coefficients) else "standard"
             for fw in ("torch", "jax"):
-                times = {}
+                calls: list[tuple[Callable[[], Any], Sync]] = []
                 for form in (None, False):
                     if fw == "torch":
-                        call = partial(torch_newton_schulz, tg, coefficients, EPS, scale, gram=form)
-                        times[form] = measure(call, cfg, place.sync)
+                        calls.append((partial(torch_newton_schulz, tg, coefficients, EPS, scale, gram=form),
+                                      place.sync))
                     else:
                         f = aot(partial(jax_newton_schulz, coefficients=coefficients, eps=EPS, norm_scale=scale,
                                         gram=form), jg)
-                        times[form] = measure(partial(f, jg), cfg, jax_sync)
+                        calls.append((partial(f, jg), jax_sync))
+                times = dict(zip((None, False), measure_many(calls, cfg), strict=True))
                 ratio = times[None].seconds / times[False].seconds
                 count = (gram_count if chosen == "Gram" else standard_count) / standard_count
                 rows.append([name, label, fw, chosen, fmt_ms(times[None]), fmt_ms(times[False]),
@@ -467,7 +491,11 @@ def section_step(width: int, layers: int, cfg: Config, place: Place) -> None:
     ]
     step_rows, mem_rows = [], []
     results: dict[str, float] = {}
+    # Every case of a framework is built first and then timed interleaved, with the batched
+    # orthogonalisation that the "outside" table subtracts.
     with torch.no_grad():
+        torch_steps: list[tuple[Callable[[], Any], Sync]] = []
+        torch_opts_of: list[list[Any]] = []
         for label, make in torch_cases:
             model = torch_model()
             opts = make(model)
@@ -480,14 +508,17 @@ def section_step(width: int, layers: int, cfg: Config, place: Place) -> None:
                 for s in steps:
                     s()
 
-            t = measure(step, cfg, place.sync)
+            torch_steps.append((step, place.sync))
+            torch_opts_of.append(opts)
+        stacked = place.tensor(np.stack(gw))
+        *timings, t_orth_torch = measure_many(
+            [*torch_steps, (lambda: torch_orthogonalize_(stacked, "ns", NS_ITERS, EPS), place.sync)], cfg)
+        for (label, _), opts, t in zip(torch_cases, torch_opts_of, timings, strict=True):
             results[label] = t.seconds
             step_rows.append([label, "torch", fmt_ms(t), t.label, fmt_ratio(t.seconds / results["torch.optim.AdamW"])])
             sb = torch_state_bytes(*opts)
             mem_rows.append([label, "torch", fmt_bytes(sb), fmt_ratio(sb / param_bytes)])
             print(f"  .. step torch {label}: {t.ms:.1f} ms (n={t.n})", file=sys.stderr, flush=True)
-        stacked = place.tensor(np.stack(gw))
-        t_orth_torch = measure(lambda: torch_orthogonalize_(stacked, "ns", NS_ITERS, EPS), cfg, place.sync)
 
     # ---- jax
     jparams = {f"layer{i}": {"kernel": place.array(weights[i]), "bias": place.array(biases[i])}
@@ -499,7 +530,9 @@ def section_step(width: int, layers: int, cfg: Config, place: Place) -> None:
         ("ours: muon_jax.muon, quintic + nesterov", muon_jax.muon(LR, method="quintic", nesterov=True)),
         ("optax.contrib.muon (quintic, nesterov)", optax.contrib.muon(LR)),
     ]
-    for label, tx in jax_cases:
+    jax_steps: list[tuple[Callable[[], Any], Sync]] = []
+    holders: list[list[Any]] = []
+    for _, tx in jax_cases:
 
         def update(params: Any, state: Any, grads: Any, tx: optax.GradientTransformation = tx) -> Any:
             updates, state = tx.update(grads, state, params)
@@ -510,19 +543,21 @@ def section_step(width: int, layers: int, cfg: Config, place: Place) -> None:
         compiled = aot(update, params, state, jgrads, donate_argnums=(0, 1))
         holder = [params, state]
 
-        def step(compiled: Any = compiled, holder: list[Any] = holder) -> Any:
+        def jax_step(compiled: Any = compiled, holder: list[Any] = holder) -> Any:
             holder[0], holder[1] = compiled(holder[0], holder[1], jgrads)
             return holder
 
-        t = measure(step, cfg, jax_sync)
+        jax_steps.append((jax_step, jax_sync))
+        holders.append(holder)
+    jstacked = place.array(np.stack(gw))
+    j_orth = aot(lambda x: muon_jax.orthogonalize(x, method="ns", ns_iters=NS_ITERS), jstacked)
+    *timings, t_orth_jax = measure_many([*jax_steps, (lambda: j_orth(jstacked), jax_sync)], cfg)
+    for (label, _), holder, t in zip(jax_cases, holders, timings, strict=True):
         results[label] = t.seconds
         step_rows.append([label, "jax", fmt_ms(t), t.label, fmt_ratio(t.seconds / results["optax.adamw"])])
         sb = jax_state_bytes(holder[1])
         mem_rows.append([label, "jax", fmt_bytes(sb), fmt_ratio(sb / param_bytes)])
         print(f"  .. step jax {label}: {t.ms:.1f} ms (n={t.n})", file=sys.stderr, flush=True)
-    jstacked = place.array(np.stack(gw))
-    j_orth = aot(lambda x: muon_jax.orthogonalize(x, method="ns", ns_iters=NS_ITERS), jstacked)
-    t_orth_jax = measure(lambda: j_orth(jstacked), cfg, jax_sync)
 
     print("ratio = step time / AdamW's step time in the same framework. "
           "JAX: one jitted update + apply_updates, params and state donated.\n")
