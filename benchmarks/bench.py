@@ -589,7 +589,13 @@ def main(argv: list[str] | None = None) -> None:
     _device.add_device_argument(parser)
     parser.add_argument("--sizes", choices=tuple(SIZES), default=None,
                         help="the shapes (default: quick with --quick, gpu with --device cuda/gpu, else cpu)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch's intra-op threads (torch.set_num_threads; default: torch's own choice)")
     args = parser.parse_args(argv)
+    if args.torch_threads is not None:
+        if args.torch_threads < 1:
+            parser.error(f"--torch-threads must be at least 1, got {args.torch_threads}")
+        torch.set_num_threads(args.torch_threads)
     _device.check_torch(parser, args.device)
     place = Place(_device.torch_device(args.device), _device.check_jax(parser, args.device))
     on_gpu = _device.is_gpu(args.device)
@@ -616,7 +622,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{torch.get_float32_matmul_precision()!r}, jax_default_matmul_precision = "
           f"{jax_precision!r} (None: the backend's default)")
     print(f"- timing: 1 warm-up, then median of n calls (n <= {cfg.repeats}, fewer for slow cases; "
-          f"a case whose warm-up takes over {cfg.slow_s:.0f} s is timed by that call alone)\n")
+          f"a case whose warm-up takes over {cfg.slow_s:.0f} s is timed by that call alone); the calls "
+          f"of one table (one shape in section 2) run interleaved, one call each per round\n")
 
     sections = set(args.sections.split(","))
     with jax.default_device(place.jdev):  # what JAX creates without a device (optimizer state) goes there too

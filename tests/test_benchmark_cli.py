@@ -92,3 +92,36 @@ def test_gpu_script_is_executable_bash() -> None:
     assert os.access(script, os.X_OK)
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_compared_calls_are_timed_interleaved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``measure_many``: one warm-up each, then rounds in which every call runs once, each round
+    starting one call later; a call slower than ``slow_s`` is timed by its warm-up alone."""
+    bench = load_script("bench.py", monkeypatch)
+    order: list[str] = []
+    clock = iter(range(1000))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))  # every call takes 1 s
+    calls = [(lambda name=name: order.append(name), None) for name in "abc"]
+    cfg = bench.Config(repeats=3, budget_s=100.0, slow_s=5.0)
+    timings = bench.measure_many(calls, cfg)
+    assert order == list("abc" "abc" "bca" "cab")
+    assert [(t.seconds, t.n, t.warm_only) for t in timings] == [(1.0, 3, False)] * 3
+    # A warm-up over slow_s: that call's one sample, and the rounds go on without it.
+    slow = bench.Config(repeats=2, budget_s=100.0, slow_s=0.5)
+    order.clear()
+    assert [(t.n, t.warm_only) for t in bench.measure_many(calls, slow)] == [(1, True)] * 3
+    assert order == list("abc")
+
+
+def test_torch_threads_are_set_and_checked(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    main = load_script("bench.py", monkeypatch).main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--torch-threads", "0"])
+    assert exit_info.value.code == 2
+    assert "--torch-threads must be at least 1, got 0" in capsys.readouterr().err
+    threads = torch.get_num_threads()
+    try:
+        main(["--quick", "--sections", "1", "--torch-threads", "1"])
+        assert "(1 threads)" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(threads)
