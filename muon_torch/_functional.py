@@ -38,8 +38,9 @@ def orthogonalize_many(items: list[tuple[Tensor, ResolvedAxes]], hyperparameters
         buckets[(tuple(mb.shape[1:]), mb.dtype, mb.device)].append(i)
     out: list[Tensor] = [torch.empty(0)] * len(items)
     for indices in buckets.values():
-        stacked = torch.cat([batched[i] for i in indices]) if len(indices) > 1 else batched[indices[0]]
-        directions = orthogonalize_(stacked, hp.method, hp.ns_iters, hp.eps, hp.orthogonalize_dtype, hp.normalization)
+        # The bucket's matrices go in as a list: the scaling writes them into one batch.
+        parts = [batched[i] for i in indices] if len(indices) > 1 else batched[indices[0]]
+        directions = orthogonalize_(parts, hp.method, hp.ns_iters, hp.eps, hp.orthogonalize_dtype, hp.normalization)
         offset = 0
         for i in indices:
             n = batched[i].shape[0]

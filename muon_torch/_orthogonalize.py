@@ -22,7 +22,7 @@ from muon_common._docs import document_hyperparameters
 
 __all__ = ["orthogonalize"]
 
-def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]], eps: float,
+def newton_schulz(G: Tensor | Sequence[Tensor], coefficients: Sequence[tuple[float, float, float]], eps: float,
                   norm_scale: float = 1.0, compute_dtype: str | None = None,
                   normalization: str = "frobenius", gram: bool | None = None) -> Tensor:
     r"""Odd-polynomial Newton–Schulz iteration on every trailing matrix of ``G``: the start,
@@ -37,18 +37,46 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
     step (on a CPU a fresh 24 MB tensor cost more in page faults than a pass over it,
     measured); the values are bit for bit those of the plain ops. Under ``torch.compile`` the
     plain ops are traced and the compiler plans the memory.
+
+    ``G`` may also be a sequence of tensors of the same trailing ``m x n`` and dtype (the
+    optimizer's matrices of one shape): they are orthogonalised as one batch, returned as
+    ``(batch, m, n)``, without stacking them first (eager, ``G / s`` is written part by part
+    into the batch).
     """
-    rows, cols = G.shape[-2:]
-    X = G.reshape(-1, rows, cols)
+    parts = [G] if isinstance(G, Tensor) else list(G)
+    rows, cols = parts[0].shape[-2:]
+    out_shape = G.shape if isinstance(G, Tensor) else (-1, rows, cols)
+    dtype = parts[0].dtype
+    Xs = [part.reshape(-1, rows, cols) for part in parts]
+    eager = not torch.compiler.is_compiling()
+    if len(Xs) > 1 and not eager:
+        Xs = [torch.cat(Xs)]
     # max|X| from two reductions, without a |X| temporary: the same value (NaN too).
-    s = torch.maximum(X.amax(dim=(-2, -1), keepdim=True), X.amin(dim=(-2, -1), keepdim=True).neg())
+    s = torch.cat([torch.maximum(X.amax(dim=(-2, -1), keepdim=True), X.amin(dim=(-2, -1), keepdim=True).neg())
+                   for X in Xs])
     s = torch.where(s > 0, s, torch.ones_like(s))
-    scaled = X / s  # a fresh tensor, ours: worked on in place below, and reused for the result
+
+    def divided(out: Tensor | None) -> Tensor:
+        """``X / s`` (a fresh tensor, or written into ``out``), part by part."""
+        if out is None and len(Xs) == 1:
+            return Xs[0] / s
+        out = torch.empty((s.shape[0], rows, cols), dtype=dtype, device=s.device) if out is None else out
+        offset = 0
+        for X in Xs:
+            n = X.shape[0]
+            torch.div(X, s[offset:offset + n], out=out[offset:offset + n])
+            offset += n
+        return out
+
+    scaled = divided(None)  # ours: worked on in place below, and reused for the result
     if normalization == "frobenius":
         # The squares go in place and X / s is formed again, with its same rounding: cheaper
         # than a second large temporary.
         sq = scaled.square_().sum(dim=(-2, -1), keepdim=True)
-        torch.div(X, s, out=scaled)
+        if eager:
+            divided(scaled)
+        else:
+            scaled = Xs[0] / s
         scaled.div_(torch.sqrt(sq + (cols + 1) * eps / s.square()) * norm_scale)
     X = scaled
     if compute_dtype is not None:
@@ -72,11 +100,11 @@ def newton_schulz(G: Tensor, coefficients: Sequence[tuple[float, float, float]],
         # Cast, X has left ``scaled``: until the result goes there, its memory can hold A and P.
         spare = scaled if X.dtype != scaled.dtype and not torch.compiler.is_compiling() else None
         X = _standard_steps(X, A, coefficients, own=True, spare=spare)
-    if X.dtype != G.dtype and not torch.compiler.is_compiling():
+    if X.dtype != dtype and eager:
         X = scaled.view(X.shape).copy_(X)  # the cast back, into ``scaled`` (no longer read)
     if transposed:
         X = X.mT
-    return X.to(G.dtype).reshape(G.shape)
+    return X.to(dtype).reshape(out_shape)
 
 
 def _standard_steps(X: Tensor, A: Tensor | None, coefficients: Sequence[tuple[float, float, float]],
@@ -174,11 +202,12 @@ def svd_polar(G: Tensor) -> Tensor:
     return (U @ (Vh * (S > tol).to(X.dtype).unsqueeze(-1))).to(G.dtype)
 
 
-def orthogonalize_(G: Tensor, method: Method, ns_iters: int, eps: float,
+def orthogonalize_(G: Tensor | Sequence[Tensor], method: Method, ns_iters: int, eps: float,
                   dtype: str | None = None, normalization: str = "frobenius") -> Tensor:
-    """Unchecked :func:`orthogonalize` for the optimizer's hot path."""
+    """Unchecked :func:`orthogonalize` for the optimizer's hot path; a sequence ``G`` as
+    :func:`newton_schulz` takes it."""
     if method == "svd":
-        return svd_polar(G)
+        return svd_polar(G if isinstance(G, Tensor) else torch.cat([g.reshape(-1, *g.shape[-2:]) for g in G]))
     coefficients, norm_scale = ns_schedule(method, ns_iters)
     return newton_schulz(G, coefficients, eps, norm_scale, dtype, normalization)
 
