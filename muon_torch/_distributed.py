@@ -45,6 +45,7 @@ from torch import Tensor
 
 from muon_common import Hyperparameters, MatrixAxes, ResolvedAxes, resolve_matrix_axes
 from muon_torch._functional import (
+    all_finite,
     apply_direction,
     local_muon,
     momentum_and_decay,
@@ -357,7 +358,7 @@ def muon_dtensor(
     moments = [None if v is None else _local(v) for v in moments]
 
     # From here on, the steps of ``muon_torch.muon`` on local shards, with global scalars.
-    bad = _all_reduce_max([(~torch.isfinite(g).all()).to(g.dtype) for g in grads], lays)
+    bad = _all_reduce_max([(~all_finite(g)).to(g.dtype) for g in grads], lays)
     inputs, keep = momentum_and_decay(
         params, grads, momentum_buffers, [b == 0 for b in bad], lr=lr, hyperparameters=hp,
         nonfinite_steps=nonfinite_steps,
