@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
@@ -99,18 +100,25 @@ def test_compared_calls_are_timed_interleaved(monkeypatch: pytest.MonkeyPatch) -
     starting one call later; a call slower than ``slow_s`` is timed by its warm-up alone."""
     bench = load_script("bench.py", monkeypatch)
     order: list[str] = []
-    clock = iter(range(1000))
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))  # every call takes 1 s
-    calls = [(lambda name=name: order.append(name), None) for name in "abc"]
+    now = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
+
+    def call(name: str, seconds: float) -> tuple[Any, None]:
+        def run() -> None:
+            order.append(name)
+            now[0] += seconds
+
+        return run, None
+
     cfg = bench.Config(repeats=3, budget_s=100.0, slow_s=5.0)
-    timings = bench.measure_many(calls, cfg)
+    timings = bench.measure_many([call("a", 1.0), call("b", 2.0), call("c", 3.0)], cfg)
     assert order == list("abc" "abc" "bca" "cab")
-    assert [(t.seconds, t.n, t.warm_only) for t in timings] == [(1.0, 3, False)] * 3
+    assert [(t.seconds, t.n, t.warm_only) for t in timings] == [(1.0, 3, False), (2.0, 3, False), (3.0, 3, False)]
     # A warm-up over slow_s: that call's one sample, and the rounds go on without it.
-    slow = bench.Config(repeats=2, budget_s=100.0, slow_s=0.5)
     order.clear()
-    assert [(t.n, t.warm_only) for t in bench.measure_many(calls, slow)] == [(1, True)] * 3
-    assert order == list("abc")
+    timings = bench.measure_many([call("a", 1.0), call("b", 10.0), call("c", 3.0)], cfg)
+    assert order == list("abc" "ac" "ca" "ac")
+    assert [(t.seconds, t.n, t.warm_only) for t in timings] == [(1.0, 3, False), (10.0, 1, True), (3.0, 3, False)]
 
 
 def test_torch_threads_are_set_and_checked(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
