@@ -152,11 +152,40 @@ def _polar_express() -> NSMethod:
     return NSMethod(steps, norm_scale=safety)
 
 
-#: Gram Newton–Schulz re-forms its Gram matrix from the iterate before every step ``k`` with
-#: ``k % GRAM_RESTART_EVERY == 0`` (``k > 0``): iterated on its own, ``A <- p(A) A p(A)`` drifts
-#: from positive semidefinite in float32 and bfloat16, and a negative eigenvalue then grows
-#: without bound (NaN after 20-30 steps, measured); re-formed, ``A = X X^T`` is PSD to rounding.
-GRAM_RESTART_EVERY = 3
+#: Gram Newton–Schulz re-forms its Gram matrix from the iterate (a restart) whenever carrying
+#: it one more step would grow its drift past this factor (:func:`gram_restarts`). Iterated on
+#: its own, ``A <- p(A) A p(A)`` drifts from positive semidefinite in float32 and bfloat16: a
+#: negative eigenvalue ``-d`` (rounding, ``~1e-7`` of ``||A||``) becomes ``-d p(-d)^2``, about
+#: ``a^2 d`` a step, and once it is no longer small it grows without bound (NaN after 20-30
+#: steps, measured); re-formed, ``A = X X^T`` is PSD to rounding. ``1e4`` keeps the drift near
+#: ``1e-3``: a restart every 3 quintic steps, every 11 cubic ``ns`` steps.
+GRAM_GROWTH_LIMIT = 1e4
+
+
+def gram_restarts(coefficients: Sequence[Coefficients]) -> frozenset[int]:
+    """The steps ``k`` before which Gram Newton–Schulz re-forms its iterate and Gram matrix.
+
+    A Gram matrix formed before step ``r`` is carried through steps ``r..k`` while
+    ``prod_{j=r..k} a_j^2 <= GRAM_GROWTH_LIMIT`` (the growth of its drift: see
+    :data:`GRAM_GROWTH_LIMIT`), and always through one step.
+
+    Examples:
+      >>> from muon_common import NS_METHODS, gram_restarts, ns_schedule
+      >>> sorted(gram_restarts(ns_schedule("quintic", 10)[0]))
+      [3, 6, 9]
+      >>> sorted(gram_restarts(ns_schedule("ns", 5)[0]))
+      []
+
+    References:
+      Dao-AILab, gram-newton-schulz (2026): the Gram iteration with restarts.
+    """
+    restarts, start, growth = set(), 0, 1.0
+    for k, (a, _, _) in enumerate(coefficients):
+        if k > start and growth * a * a > GRAM_GROWTH_LIMIT:
+            restarts.add(k)
+            start, growth = k, 1.0
+        growth *= a * a
+    return frozenset(restarts)
 
 
 def gram_costs(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> tuple[int, int]:
@@ -167,9 +196,9 @@ def gram_costs(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> tu
     alone: with ``p(A) = a I + b A + c A^2`` a step is ``X <- p(A) X``, and since ``p(A)``
     commutes with ``A`` the next Gram matrix is ``p(A) A p(A)`` and ``X_k = Q_k X_0`` with
     ``Q <- p(A) Q``. A step then costs ``s^3`` matmuls only; ``A`` is formed once and
-    ``Q X_0`` at the end (``s^2 l`` each), and again at each restart: before every step ``k``
-    with ``k % GRAM_RESTART_EVERY == 0`` the iterate and its Gram matrix are formed afresh,
-    which keeps ``A`` positive semidefinite (it drifts in low precision). In exact arithmetic
+    ``Q X_0`` at the end (``s^2 l`` each), and again at each restart: before every step of
+    :func:`gram_restarts` the iterate and its Gram matrix are formed afresh, which keeps ``A``
+    positive semidefinite (it drifts in low precision). In exact arithmetic
     the result is that of the standard steps.
 
     How both twins run it (``gram_newton_schulz``): ``A``, ``p(A)`` and ``Q`` are kept in
@@ -192,13 +221,13 @@ def gram_costs(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> tu
     big, small = s * s * l, s * s * s
     standard = sum(2 * big + (small if c != 0.0 else 0) for _, _, c in coefficients)
     gram = 2 * big  # the first A, and the final Q X
-    last = len(coefficients) - 1
+    last, restarts = len(coefficients) - 1, gram_restarts(coefficients)
     for k, (_, _, c) in enumerate(coefficients):
-        restart = k > 0 and k % GRAM_RESTART_EVERY == 0
+        restart = k in restarts
         gram += 2 * big if restart else 0
         gram += small if c != 0.0 else 0  # A^2
         gram += small if k > 0 and not restart else 0  # Q <- P Q
-        gram += 2 * small if k < last and (k + 1) % GRAM_RESTART_EVERY != 0 else 0  # A <- P A P
+        gram += 2 * small if k < last and k + 1 not in restarts else 0  # A <- P A P
     return standard, gram
 
 

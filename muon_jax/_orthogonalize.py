@@ -11,12 +11,12 @@ from jax.typing import ArrayLike
 
 from muon_common import (
     DEFAULTS,
-    GRAM_RESTART_EVERY,
     Hyperparameters,
     LowPrecisionDtype,
     Messages,
     Method,
     Normalization,
+    gram_restarts,
     ns_schedule,
     use_gram,
 )
@@ -100,9 +100,9 @@ def gram_newton_schulz(X: Array, A: Array | None, coefficients: Sequence[tuple[f
 
     eye = jnp.eye(X.shape[-2], dtype=acc)
     Q: Array | None = None
-    last = len(coefficients) - 1
+    last, restarts = len(coefficients) - 1, gram_restarts(coefficients)
     for k, (a, b, c) in enumerate(coefficients):
-        if Q is not None and k % GRAM_RESTART_EVERY == 0:
+        if k in restarts and Q is not None:  # never k = 0
             X, Q, A = mm(Q.astype(X.dtype), X).astype(X.dtype), None, None
         if A is None:
             A = mm(X, jnp.swapaxes(X, -1, -2))
@@ -110,7 +110,7 @@ def gram_newton_schulz(X: Array, A: Array | None, coefficients: Sequence[tuple[f
         if c != 0.0:
             P = P + c * mm(A, A)
         Q = P if Q is None else mm(P, Q)
-        A = None if k == last or (k + 1) % GRAM_RESTART_EVERY == 0 else mm(P, mm(A, P))
+        A = None if k == last or k + 1 in restarts else mm(P, mm(A, P))
     return X if Q is None else mm(Q.astype(X.dtype), X).astype(X.dtype)
 
 

@@ -9,12 +9,12 @@ from torch import Tensor
 
 from muon_common import (
     DEFAULTS,
-    GRAM_RESTART_EVERY,
     Hyperparameters,
     LowPrecisionDtype,
     Messages,
     Method,
     Normalization,
+    gram_restarts,
     ns_schedule,
     use_gram,
 )
@@ -169,9 +169,9 @@ def gram_newton_schulz(X: Tensor, A: Tensor | None, coefficients: Sequence[tuple
     acc = torch.promote_types(X.dtype, torch.float32)
     Q: Tensor | None = None
     spare: Tensor | None = None  # the memory of an X done with, for the next Q X
-    last = len(coefficients) - 1
+    last, restarts = len(coefficients) - 1, gram_restarts(coefficients)
     for k, (a, b, c) in enumerate(coefficients):
-        if Q is not None and k % GRAM_RESTART_EVERY == 0:
+        if k in restarts and Q is not None:  # never k = 0
             X_next = torch.bmm(Q.to(X.dtype), X, out=spare)
             spare = _memory(X) if eager and own else None
             own = True
@@ -183,7 +183,7 @@ def gram_newton_schulz(X: Tensor, A: Tensor | None, coefficients: Sequence[tuple
         if c != 0.0:
             P.baddbmm_(A, A, alpha=c)  # in place: P is no operand
         Q = P if Q is None else torch.bmm(P, Q)
-        A = None if k == last or (k + 1) % GRAM_RESTART_EVERY == 0 else torch.bmm(P, torch.bmm(A, P))
+        A = None if k == last or k + 1 in restarts else torch.bmm(P, torch.bmm(A, P))
     return X if Q is None else torch.bmm(Q.to(X.dtype), X, out=spare)
 
 
