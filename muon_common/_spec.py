@@ -158,7 +158,9 @@ def _polar_express() -> NSMethod:
 #: negative eigenvalue ``-d`` (rounding, ``~1e-7`` of ``||A||``) becomes ``-d p(-d)^2``, about
 #: ``a^2 d`` a step, and once it is no longer small it grows without bound (NaN after 20-30
 #: steps, measured); re-formed, ``A = X X^T`` is PSD to rounding. ``1e4`` keeps the drift near
-#: ``1e-3``: a restart every 3 quintic steps, every 11 cubic ``ns`` steps.
+#: ``1e-3``: a restart every 3 quintic steps, every 11 cubic ``ns`` steps. Measured over 100 steps
+#: of every schedule on rank-deficient input: finite up to ``1e5``; at ``1e6`` bfloat16 with the
+#: AOL start goes NaN.
 GRAM_GROWTH_LIMIT = 1e4
 
 
