@@ -235,7 +235,7 @@ def gram_costs(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> tu
 
 def use_gram(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> bool:
     """Whether the Gram form of Newton–Schulz is the cheaper on a ``rows x cols`` matrix
-    (rectangular enough: about 2:1 for five quintic steps, 3:1 for the cubic ``ns``).
+    (rectangular enough: from about 3:2 for five steps of every named method).
 
     Examples:
       >>> from muon_common import NS_METHODS, use_gram
