@@ -233,20 +233,29 @@ def gram_costs(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> tu
     return standard, gram
 
 
-def use_gram(rows: int, cols: int, coefficients: Sequence[Coefficients]) -> bool:
+def use_gram(rows: int, cols: int, coefficients: Sequence[Coefficients], low_precision: bool = False) -> bool:
     """Whether the Gram form of Newton–Schulz is the cheaper on a ``rows x cols`` matrix
     (rectangular enough: from about 3:2 for five steps of every named method).
+
+    Never for a ``low_precision`` (bfloat16) iteration: the Gram form multiplies in float32
+    (see :func:`gram_costs`), so there it trades the standard form's bfloat16 matmuls for
+    float32 ones, 2.3-2.8x slower in torch on 4096x1024 and 2048x1024 on a CPU with AMX bf16
+    (measured), and slower still on GPU tensor cores.
 
     Examples:
       >>> from muon_common import NS_METHODS, use_gram
       >>> quintic = NS_METHODS["quintic"].coefficients * 5
       >>> use_gram(4096, 1024, quintic), use_gram(1024, 1024, quintic)
       (True, False)
+      >>> use_gram(4096, 1024, quintic, low_precision=True)
+      False
 
     References:
       Dao-AILab, gram-newton-schulz (2026): the Gram iteration with restarts.
       Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
     """
+    if low_precision:
+        return False
     standard, gram = gram_costs(rows, cols, coefficients)
     return gram < standard
 

@@ -40,7 +40,7 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
     steps and normalisations that :class:`muon_common.NSMethod` describes, in JAX.
 
     ``gram`` picks the form of the steps: the Gram form (:func:`gram_newton_schulz`) or the
-    standard one; ``None`` (the optimizers' choice) takes the cheaper for this shape
+    standard one; ``None`` (the optimizers' choice) takes the cheaper for this shape and precision
     (``muon_common.use_gram``). Both give the same result up to rounding. Each step
     accumulates in float32 at least and rounds once, as torch's fused ``baddbmm`` does.
     """
@@ -63,7 +63,7 @@ def newton_schulz(G: Array, coefficients: Sequence[tuple[float, float, float]], 
     transposed = rows > cols
     if transposed:
         X = jnp.swapaxes(X, -1, -2)
-    gram = use_gram(rows, cols, coefficients) if gram is None else gram
+    gram = use_gram(rows, cols, coefficients, low_precision=X.dtype.itemsize < 4) if gram is None else gram
     A = None  # the next step's Gram matrix (in ``acc``), when the normalisation has formed it already
     if normalization == "aol":
         S = mm(X, jnp.swapaxes(X, -1, -2))

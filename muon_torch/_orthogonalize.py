@@ -29,7 +29,7 @@ def newton_schulz(G: Tensor | Sequence[Tensor], coefficients: Sequence[tuple[flo
     steps and normalisations that :class:`muon_common.NSMethod` describes, in torch.
 
     ``gram`` picks the form of the steps: the Gram form (:func:`gram_newton_schulz`) or the
-    standard one; ``None`` (the optimizers' choice) takes the cheaper for this shape
+    standard one; ``None`` (the optimizers' choice) takes the cheaper for this shape and precision
     (``muon_common.use_gram``). Both give the same result up to rounding. Each standard step
     is two fused ``baddbmm`` calls (one rounding each, also in bfloat16).
 
@@ -84,7 +84,7 @@ def newton_schulz(G: Tensor | Sequence[Tensor], coefficients: Sequence[tuple[flo
     transposed = rows > cols
     if transposed:
         X = X.mT
-    gram = use_gram(rows, cols, coefficients) if gram is None else gram
+    gram = use_gram(rows, cols, coefficients, low_precision=X.dtype.itemsize < 4) if gram is None else gram
     acc = torch.promote_types(X.dtype, torch.float32)
     A = None  # the next step's Gram matrix (in ``acc``), when the normalisation has formed it already
     if normalization == "aol":

@@ -44,9 +44,10 @@ def _torch(G: np.ndarray, method: Any, iters: int, normalization: str, dtype: st
     return out.double().numpy()
 
 
-def _jax(G: np.ndarray, method: Any, iters: int, normalization: str, dtype: str | None = None) -> np.ndarray:
+def _jax(G: np.ndarray, method: Any, iters: int, normalization: str, dtype: str | None = None,
+         gram: bool | None = None) -> np.ndarray:
     coefficients, scale = _coefficients(method, iters)
-    return np.asarray(jax_orth.newton_schulz(jnp.asarray(G), coefficients, 1e-8, scale, dtype, normalization),
+    return np.asarray(jax_orth.newton_schulz(jnp.asarray(G), coefficients, 1e-8, scale, dtype, normalization, gram),
                       np.float64)
 
 
@@ -83,6 +84,19 @@ def test_gram_matches_the_standard_iteration(shape: tuple[int, ...], method: Any
     assert _rel(got["torch"], got["jax"]) <= tol
 
 
+@pytest.mark.parametrize("twin", ["torch", "jax"])
+def test_a_bfloat16_iteration_keeps_the_standard_form(twin: str) -> None:
+    """A bfloat16 iteration runs the standard steps even where float32 takes the Gram form (whose
+    float32 matmuls would replace bfloat16 ones): the chosen output is bit for bit the standard
+    form's, and differs from the Gram form's."""
+    G = np.random.default_rng(1).standard_normal((12, 40)).astype(np.float32)
+    run = {"torch": _torch, "jax": _jax}[twin]
+    chosen = run(G, "quintic", 5, "frobenius", "bfloat16")
+    assert np.array_equal(chosen, run(G, "quintic", 5, "frobenius", "bfloat16", gram=False))
+    assert not np.array_equal(chosen, run(G, "quintic", 5, "frobenius", "bfloat16", gram=True))
+    assert np.array_equal(run(G, "quintic", 5, "frobenius"), run(G, "quintic", 5, "frobenius", gram=True))
+
+
 def test_gram_is_not_the_standard_form() -> None:
     """The comparison above is not vacuous: the two forms round differently in float32."""
     G = np.random.default_rng(0).standard_normal((12, 40)).astype(np.float32)
@@ -102,10 +116,12 @@ def _rank_deficient(dtype: str) -> np.ndarray:
 @pytest.mark.parametrize("method", METHODS, ids=["ns", "quintic", "polar_express", "list"])
 def test_finite_over_100_steps_on_rank_deficient_input(method: Any, dtype: str | None, normalization: str) -> None:
     """Every schedule, with its own restarts (``gram_restarts``: none in 11 steps of ``ns``,
-    every 3 of ``quintic``), stays finite and where the standard form goes."""
+    every 3 of ``quintic``), stays finite and where the standard form goes. The Gram form is
+    asked for: a bfloat16 iteration would not choose it (``use_gram``), but a caller may."""
     G = _rank_deficient("float32")
     standard = np.linalg.svd(_torch(G, method, 100, normalization, dtype, gram=False), compute_uv=False)
-    for out in (_torch(G, method, 100, normalization, dtype), _jax(G, method, 100, normalization, dtype)):
+    for out in (_torch(G, method, 100, normalization, dtype, gram=True),
+                _jax(G, method, 100, normalization, dtype, gram=True)):
         assert np.all(np.isfinite(out))
         singular = np.linalg.svd(out, compute_uv=False)
         # After 100 steps every singular value (the null space's rounding noise too, grown as
