@@ -433,6 +433,37 @@ def section_gram(shapes: Sequence[tuple[int, ...]], cfg: Config, place: Place) -
     table(["shape", "method", "framework", "form chosen", "chosen (ms)", "standard (ms)", "gram/standard",
            "mult-adds"], rows)
 
+    print("With `orthogonalize_dtype=\"bfloat16\"` the optimizers keep the standard steps "
+          "(`use_gram(..., low_precision=True)` is false): the Gram form multiplies in float32. Here the "
+          "standard bfloat16 steps against the Gram form on the rectangular shapes, in the same framework and "
+          "the same run.\n")
+    rows = []
+    for shape in shapes:
+        *_, m, n = shape
+        if m == n:
+            continue
+        name = "x".join(map(str, shape))
+        g = rng.standard_normal(shape, dtype=np.float32)
+        tg, jg = place.tensor(g), place.array(g)
+        for label in ("quintic", "polar_express"):
+            coefficients, scale = ns_schedule(label, NS_ITERS)
+            for fw in ("torch", "jax"):
+                calls = []
+                for form in (False, True):
+                    if fw == "torch":
+                        calls.append((partial(torch_newton_schulz, tg, coefficients, EPS, scale, "bfloat16",
+                                              gram=form), place.sync))
+                    else:
+                        f = aot(partial(jax_newton_schulz, coefficients=coefficients, eps=EPS, norm_scale=scale,
+                                        compute_dtype="bfloat16", gram=form), jg)
+                        calls.append((partial(f, jg), jax_sync))
+                standard, gram = measure_many(calls, cfg)
+                ratio = gram.seconds / standard.seconds
+                rows.append([name, label, fw, fmt_ms(standard), fmt_ms(gram), fmt_ratio(ratio)])
+                print(f"  .. {name} {label} {fw} bf16: {ratio:.2f}", file=sys.stderr, flush=True)
+    table(["shape", "method", "framework", "standard, bf16 (ms)", "Gram, float32 products (ms)", "gram/standard"],
+          rows)
+
 
 def torch_state_bytes(*opts: Any) -> int:
     total = 0

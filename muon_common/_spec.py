@@ -239,8 +239,11 @@ def use_gram(rows: int, cols: int, coefficients: Sequence[Coefficients], low_pre
 
     Never for a ``low_precision`` (bfloat16) iteration: the Gram form multiplies in float32
     (see :func:`gram_costs`), so there it trades the standard form's bfloat16 matmuls for
-    float32 ones, 2.3-2.8x slower in torch on 4096x1024 and 2048x1024 on a CPU with AMX bf16
-    (measured), and slower still on GPU tensor cores.
+    float32 ones. Where bfloat16 matmuls are fast (GPU tensor cores, TPUs, a CPU's AMX) that
+    loses: in torch on an AMX CPU the Gram form took 1.4-3.1x the standard bfloat16 steps' time
+    on 4096x1024, 1024x4096 and 2048x1024 (``benchmarks/bench.py``, section 5). JAX on a CPU,
+    whose bfloat16 dots XLA does not accelerate, ran it at 0.59-0.93x: the rule follows the
+    hardware bfloat16 is used on.
 
     Examples:
       >>> from muon_common import NS_METHODS, use_gram
