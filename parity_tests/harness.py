@@ -127,6 +127,8 @@ def run_jax(config: dict[str, Any], params: dict[str, np.ndarray], grads: list[d
     compiled once for every config that differs only in them.
     """
     kwargs = hyper(config)
+    if injected and tx is not None:
+        raise ValueError("run_jax: pass tx or injected=True, not both (injected builds its own transformation)")
     if injected:
         numeric = tuple(k for k in INJECTED if kwargs.get(k) is not None)
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in numeric))
