@@ -401,6 +401,20 @@ def section_gram(shapes: Sequence[tuple[int, ...]], cfg: Config, place: Place) -
     print("What the optimizers run (the form chosen by shape: `muon_common.use_gram`) against the standard "
           "steps on the small side, in the same framework and the same run; `gram/standard` is the time "
           "ratio, `mult-adds` the count ratio (`muon_common.gram_costs`, restarts included).\n")
+    def timed_forms(fw: str, tg: torch.Tensor, jg: jax.Array, coefficients: list[tuple[float, float, float]],
+                    scale: float, forms: Sequence[bool | None], compute_dtype: str | None = None) -> list[Timing]:
+        """``newton_schulz`` of one twin in each form (``gram=``), timed interleaved."""
+        calls: list[tuple[Callable[[], Any], Sync]] = []
+        for form in forms:
+            if fw == "torch":
+                calls.append((partial(torch_newton_schulz, tg, coefficients, EPS, scale, compute_dtype, gram=form),
+                              place.sync))
+            else:
+                f = aot(partial(jax_newton_schulz, coefficients=coefficients, eps=EPS, norm_scale=scale,
+                                compute_dtype=compute_dtype, gram=form), jg)
+                calls.append((partial(f, jg), jax_sync))
+        return measure_many(calls, cfg)
+
     rng = np.random.default_rng(2)
     methods: dict[str, Any] = {"ns": "ns", "quintic": "quintic", "polar_express": "polar_express",
                                "a user list": [list(t) for t in NS_METHODS["polar_express"].coefficients[:5]]}
@@ -415,16 +429,8 @@ def section_gram(shapes: Sequence[tuple[int, ...]], cfg: Config, place: Place) -
             standard_count, gram_count = gram_costs(m, n, coefficients)
             chosen = "Gram" if use_gram(m, n, coefficients) else "standard"
             for fw in ("torch", "jax"):
-                calls: list[tuple[Callable[[], Any], Sync]] = []
-                for form in (None, False):
-                    if fw == "torch":
-                        calls.append((partial(torch_newton_schulz, tg, coefficients, EPS, scale, gram=form),
-                                      place.sync))
-                    else:
-                        f = aot(partial(jax_newton_schulz, coefficients=coefficients, eps=EPS, norm_scale=scale,
-                                        gram=form), jg)
-                        calls.append((partial(f, jg), jax_sync))
-                times = dict(zip((None, False), measure_many(calls, cfg), strict=True))
+                times = dict(zip((None, False), timed_forms(fw, tg, jg, coefficients, scale, (None, False)),
+                                 strict=True))
                 ratio = times[None].seconds / times[False].seconds
                 count = (gram_count if chosen == "Gram" else standard_count) / standard_count
                 rows.append([name, label, fw, chosen, fmt_ms(times[None]), fmt_ms(times[False]),
@@ -448,16 +454,7 @@ def section_gram(shapes: Sequence[tuple[int, ...]], cfg: Config, place: Place) -
         for label in ("quintic", "polar_express"):
             coefficients, scale = ns_schedule(label, NS_ITERS)
             for fw in ("torch", "jax"):
-                calls = []
-                for form in (False, True):
-                    if fw == "torch":
-                        calls.append((partial(torch_newton_schulz, tg, coefficients, EPS, scale, "bfloat16",
-                                              gram=form), place.sync))
-                    else:
-                        f = aot(partial(jax_newton_schulz, coefficients=coefficients, eps=EPS, norm_scale=scale,
-                                        compute_dtype="bfloat16", gram=form), jg)
-                        calls.append((partial(f, jg), jax_sync))
-                standard, gram = measure_many(calls, cfg)
+                standard, gram = timed_forms(fw, tg, jg, coefficients, scale, (False, True), "bfloat16")
                 ratio = gram.seconds / standard.seconds
                 rows.append([name, label, fw, fmt_ms(standard), fmt_ms(gram), fmt_ratio(ratio)])
                 print(f"  .. {name} {label} {fw} bf16: {ratio:.2f}", file=sys.stderr, flush=True)

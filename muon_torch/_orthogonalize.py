@@ -98,7 +98,7 @@ def newton_schulz(G: Tensor | Sequence[Tensor], coefficients: Sequence[tuple[flo
         X = gram_newton_schulz(X, A, coefficients, own=True)  # X is ours: G / s, formed above
     else:
         # Cast, X has left ``scaled``: until the result goes there, its memory can hold A and P.
-        spare = scaled if X.dtype != scaled.dtype and not torch.compiler.is_compiling() else None
+        spare = scaled if X.dtype != scaled.dtype and eager else None
         X = _standard_steps(X, A, coefficients, own=True, spare=spare)
     if X.dtype != dtype and eager:
         X = scaled.view(X.shape).copy_(X)  # the cast back, into ``scaled`` (no longer read)
